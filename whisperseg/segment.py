@@ -1,0 +1,23 @@
+"""The one result type that carries segments through the engine, the server and the CLI."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A labelled stretch of audio, times in seconds from the start of the recording.
+
+    ``confidence`` is the fraction of segmentation trials that agreed on this
+    segment (1.0 for human labels and single-trial predictions).
+    """
+
+    onset: float
+    offset: float
+    cluster: str
+    confidence: float = 1.0
+
+    @property
+    def duration(self) -> float:
+        return self.offset - self.onset

@@ -1,0 +1,194 @@
+"""Thread-safe in-memory store of uploaded audio, one entry per channel, keyed by UUID4.
+
+Samples stay in their compact decoded dtype (int16 for sources of 16 bits or fewer and for
+lossy codecs, float32 otherwise; see :mod:`audio_io`), so an hour of 32 kHz mono 16-bit audio
+costs about 230 MB. The store keeps a memory budget by evicting the least recently used
+channels, forgets channels idle for longer than the idle timeout, and frees released channels
+at once. Views at another sampling rate are computed per request into a small LRU cache of
+their own and never replace the original samples.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import librosa
+import numpy as np
+
+from audio_io import AudioTooLarge, DecodedAudio, to_float32
+
+log = logging.getLogger(__name__)
+
+
+class UnknownAudio(LookupError):
+    """No channel with that id (never uploaded, released, evicted or expired)."""
+
+    def __init__(self, audio_id: str):
+        super().__init__(
+            f"Unknown audio_id {audio_id!r}: never uploaded, or released, evicted or expired"
+        )
+
+
+class ResampleTooLarge(ValueError):
+    """A resampled view would not fit in the resample cache."""
+
+
+@dataclass(frozen=True)
+class Channel:
+    """One channel's original samples (1-D, read-only, int16 or float32) and their rate."""
+
+    samples: np.ndarray
+    sample_rate: int
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.samples)
+
+    @property
+    def duration(self) -> float:
+        return self.num_samples / self.sample_rate
+
+
+class AudioStore:
+    """Channels by id with LRU eviction under a byte budget and an idle timeout."""
+
+    def __init__(
+        self,
+        budget_bytes: int,
+        idle_timeout_s: float,
+        resample_cache_bytes: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.budget_bytes = budget_bytes
+        self.idle_timeout_s = idle_timeout_s
+        self.resample_cache_bytes = (
+            budget_bytes // 4 if resample_cache_bytes is None else resample_cache_bytes
+        )
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._channels: OrderedDict[str, Channel] = OrderedDict()
+        self._last_used: dict[str, float] = {}
+        self._resampled: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
+
+    @property
+    def bytes_used(self) -> int:
+        """Bytes of original samples held (resampled views not included)."""
+        with self._lock:
+            return sum(c.samples.nbytes for c in self._channels.values())
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._channels)
+
+    def __contains__(self, audio_id: object) -> bool:
+        with self._lock:
+            return audio_id in self._channels
+
+    def add(self, audio: DecodedAudio) -> list[str]:
+        """Store every channel separately; returns their new ids in file order."""
+        needed = audio.samples.nbytes
+        if needed > self.budget_bytes:
+            raise AudioTooLarge(
+                f"The audio needs {needed / 2**20:.0f} MB, more than the audio memory budget "
+                f"of {self.budget_bytes / 2**20:.0f} MB (audio_memory_budget_mb)"
+            )
+        channels = [
+            Channel(_read_only(np.ascontiguousarray(audio.samples[:, i])), audio.sample_rate)
+            for i in range(audio.num_channels)
+        ]
+        ids = [str(uuid.uuid4()) for _ in channels]
+        with self._lock:
+            now = self._clock()
+            self._expire_idle(now)
+            used = sum(c.samples.nbytes for c in self._channels.values())
+            while self._channels and used + needed > self.budget_bytes:
+                oldest = next(iter(self._channels))
+                used -= self._channels[oldest].samples.nbytes
+                log.info(
+                    "Evicting audio %s (idle %.0f s) to stay within the %.0f MB memory budget",
+                    oldest,
+                    now - self._last_used[oldest],
+                    self.budget_bytes / 2**20,
+                )
+                self._remove(oldest)
+            for audio_id, channel in zip(ids, channels, strict=True):
+                self._channels[audio_id] = channel
+                self._last_used[audio_id] = now
+        return ids
+
+    def get(self, audio_id: str) -> Channel:
+        """The channel, marked as just used; :class:`UnknownAudio` if it is not here."""
+        with self._lock:
+            now = self._clock()
+            self._expire_idle(now)
+            channel = self._channels.get(audio_id)
+            if channel is None:
+                raise UnknownAudio(audio_id)
+            self._channels.move_to_end(audio_id)
+            self._last_used[audio_id] = now
+            return channel
+
+    def samples_at(self, audio_id: str, sample_rate: int) -> np.ndarray:
+        """The channel's samples at ``sample_rate``: the originals, or a cached resampled view."""
+        channel = self.get(audio_id)
+        if sample_rate == channel.sample_rate:
+            return channel.samples
+        key = (audio_id, sample_rate)
+        with self._lock:
+            cached = self._resampled.get(key)
+            if cached is not None:
+                self._resampled.move_to_end(key)
+                return cached
+        needed = math.ceil(channel.num_samples * sample_rate / channel.sample_rate) * 4
+        if needed > self.resample_cache_bytes:
+            raise ResampleTooLarge(
+                f"Resampling to {sample_rate} Hz needs {needed / 2**20:.0f} MB, more than the "
+                f"resample cache of {self.resample_cache_bytes / 2**20:.0f} MB "
+                "(a quarter of audio_memory_budget_mb)"
+            )
+        view = librosa.resample(
+            to_float32(channel.samples), orig_sr=channel.sample_rate, target_sr=sample_rate
+        )
+        view = _read_only(view.astype(np.float32, copy=False))
+        with self._lock:
+            if audio_id in self._channels:
+                self._resampled[key] = view
+                self._trim_resample_cache()
+        return view
+
+    def release(self, audio_ids: Iterable[str | None]) -> None:
+        """Forget these channels now; unknown ids and None are ignored."""
+        with self._lock:
+            for audio_id in audio_ids:
+                if audio_id in self._channels:
+                    self._remove(audio_id)
+
+    def _remove(self, audio_id: str) -> None:
+        del self._channels[audio_id]
+        del self._last_used[audio_id]
+        for key in [k for k in self._resampled if k[0] == audio_id]:
+            del self._resampled[key]
+
+    def _expire_idle(self, now: float) -> None:
+        expired = [i for i, t in self._last_used.items() if now - t > self.idle_timeout_s]
+        for audio_id in expired:
+            log.info("Releasing audio %s, idle for more than %.0f s", audio_id, self.idle_timeout_s)
+            self._remove(audio_id)
+
+    def _trim_resample_cache(self) -> None:
+        used = sum(v.nbytes for v in self._resampled.values())
+        while used > self.resample_cache_bytes:
+            _, dropped = self._resampled.popitem(last=False)
+            used -= dropped.nbytes
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array

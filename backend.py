@@ -1,0 +1,404 @@
+"""The annotation server: Flask app factory and its routes (contract: shared/API.md).
+
+Success codes: 200 for reads (GET routes and ``/get-audio-clip-*``), 201 for every other POST.
+Run ``python backend.py --help`` for flags, or with gunicorn (one worker: audio lives in this
+process's memory)::
+
+    gunicorn --workers 1 --threads 8 --bind 127.0.0.1:8050 'backend:create_app_from_env()'
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from flask import Flask, Response, current_app, request
+from flask_cors import CORS
+from pydantic import BaseModel, ConfigDict, Field
+
+from annotation_export import FORMATS
+from annotation_store import AnnotationStore
+from audio_io import AudioDecodeError, AudioTooLarge, DecodedAudio, decode_audio, encode_wav_int16
+from audio_store import AudioStore, ResampleTooLarge, UnknownAudio
+from http_api import ApiError, ApiModel, JsonApi
+from server_settings import ServerSettings
+from spectrogram import (
+    MAX_N_FFT,
+    SpecConfig,
+    SpecConfigError,
+    compute_db,
+    render_jpeg_base64,
+    resolve_config,
+    row_frequencies,
+)
+from url_fetch import UrlFetchError, fetch_url
+from waveform import visualization_array
+
+log = logging.getLogger(__name__)
+
+api = JsonApi(title="WhisperSeg annotation server", version="1.0")
+
+# Domain errors raised anywhere below a route, and the HTTP status clients get for them.
+ERROR_STATUSES: dict[type[Exception], int] = {
+    UnknownAudio: 404,
+    AudioDecodeError: 400,
+    AudioTooLarge: 413,
+    SpecConfigError: 400,
+    ResampleTooLarge: 400,
+}
+MAX_SAMPLING_RATE = 1_000_000
+MAX_VISUALIZATION_LENGTH = 1_000_000
+
+
+@dataclass(frozen=True)
+class Services:
+    """Per-app state, reachable from any route through :func:`services`."""
+
+    settings: ServerSettings
+    audio: AudioStore
+    annotations: AnnotationStore
+
+
+def services() -> Services:
+    return current_app.extensions["whisperseg"]
+
+
+def create_app(settings: ServerSettings) -> Flask:
+    """A ready-to-serve app whose durable state lives under ``settings.data_dir``."""
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes
+    app.json.sort_keys = False
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app.extensions["whisperseg"] = Services(
+        settings=settings,
+        audio=AudioStore(
+            budget_bytes=settings.audio_memory_budget_bytes,
+            idle_timeout_s=settings.idle_timeout_hours * 3600,
+        ),
+        annotations=AnnotationStore(settings.data_dir / "annotations.sqlite3"),
+    )
+    CORS(app)
+    api.init_app(app, ERROR_STATUSES)
+    return app
+
+
+def create_app_from_env() -> Flask:
+    """App configured from ``WHISPERSEG_*`` environment variables (the gunicorn entry point)."""
+    logging.basicConfig(level=logging.INFO)
+    return create_app(ServerSettings.from_env())
+
+
+# --- Audio -------------------------------------------------------------------------------
+
+
+class SpecParams(ApiModel):
+    """Spectrogram parameters shared by uploads and clip requests; null/""/<=0 = default."""
+
+    hop_length: int | None = Field(None, description="Samples between columns")
+    num_spec_columns: int | None = Field(None, description="Image width; default 1000")
+    sampling_rate: int | None = Field(None, le=MAX_SAMPLING_RATE, description="Display rate")
+    spec_cal_method: str | None = Field(None, description="log-mel (default) or constant-q")
+    n_fft: int | None = Field(None, le=MAX_N_FFT)
+    bins_per_octave: int | None = None
+    min_frequency: float | None = None
+    max_frequency: float | None = None
+    color_map: str | None = Field(
+        None, description="viridis|plasma|inferno|magma|cividis|gray; anything else inferno"
+    )
+
+
+class UploadForm(SpecParams):
+    """Multipart form fields of /upload (the file itself is ``newAudioFile``)."""
+
+
+class UploadByUrlRequest(SpecParams):
+    audio_url: str
+
+
+@api.post("/upload", form=UploadForm, files=["newAudioFile"], tags=["Audio"])
+def upload(form: UploadForm) -> dict[str, Any]:
+    """Store an uploaded file, one audio_id per channel, and return each channel's spectrogram."""
+    file = request.files.get("newAudioFile")
+    if file is None:
+        raise ApiError(400, "No file in the multipart field 'newAudioFile'")
+    return _store_and_describe(file.read(), form)
+
+
+@api.post("/upload-by-url", body=UploadByUrlRequest, tags=["Audio"])
+def upload_by_url(body: UploadByUrlRequest) -> dict[str, Any]:
+    """Download audio_url (http/https; no private addresses unless allowed), store like /upload."""
+    settings = services().settings
+    try:
+        data = fetch_url(
+            body.audio_url,
+            max_bytes=min(settings.url_fetch_max_bytes, settings.max_upload_bytes),
+            timeout_s=settings.url_fetch_timeout_s,
+            allow_private=settings.allow_private_urls,
+        )
+    except UrlFetchError as exc:
+        raise ApiError(exc.status, exc.message) from None
+    return _store_and_describe(data, body)
+
+
+def _store_and_describe(data: bytes, params: SpecParams) -> dict[str, Any]:
+    decoded = decode_audio(data, services().settings.audio_memory_budget_bytes)
+    config = _spec_config(decoded.sample_rate, decoded.samples.shape[0], params)
+    ids = services().audio.add(decoded)
+    try:
+        channels = [_channel_reply(audio_id, decoded, config, params) for audio_id in ids]
+    except Exception:
+        services().audio.release(ids)
+        raise
+    return {"configurations": config.as_dict(), "channels": channels}
+
+
+def _channel_reply(
+    audio_id: str, decoded: DecodedAudio, config: SpecConfig, params: SpecParams
+) -> dict[str, Any]:
+    spec = _spectrogram(audio_id, 0.0, config, params.color_map)
+    return {
+        "audio_id": audio_id,
+        "audio_duration": decoded.samples.shape[0] / decoded.sample_rate,
+        "spec": spec["spec"],
+        "freqs": spec["freqs"],
+    }
+
+
+class ClipSpecRequest(SpecParams):
+    audio_id: str
+    start_time: float = Field(0.0, ge=0, description="Seconds from the start of the channel")
+    brightness: float = Field(1.0, ge=0, description="Multiplicative; 1.0 = unchanged")
+    contrast: float = Field(1.0, ge=0, description="Multiplicative; 1.0 = unchanged")
+    return_matrix: bool = Field(
+        False,
+        description="Also return 'matrix': the dB values, matrix[i] is the row at freqs[i] "
+        "(lowest frequency first), one value per column",
+    )
+
+
+@api.post("/get-audio-clip-spec", body=ClipSpecRequest, status=200, tags=["Audio"])
+def get_audio_clip_spec(body: ClipSpecRequest) -> dict[str, Any]:
+    """Spectrogram of hop_length * num_spec_columns samples from start_time (zero-padded)."""
+    channel = services().audio.get(body.audio_id)
+    config = _spec_config(channel.sample_rate, channel.num_samples, body)
+    reply = _spectrogram(
+        body.audio_id,
+        body.start_time,
+        config,
+        body.color_map,
+        body.brightness,
+        body.contrast,
+        body.return_matrix,
+    )
+    return {**reply, "configurations": config.as_dict()}
+
+
+def _spec_config(source_rate: int, source_samples: int, params: SpecParams) -> SpecConfig:
+    """Effective parameters, refusing work beyond the server's limits before any allocation."""
+    limits = services().settings
+    columns = params.num_spec_columns
+    if columns is not None and columns > limits.max_spec_columns:
+        raise ApiError(
+            400,
+            f"num_spec_columns {columns} is more than the limit of {limits.max_spec_columns} "
+            "(max_spec_columns)",
+        )
+    rate = (
+        params.sampling_rate if params.sampling_rate and params.sampling_rate > 0 else source_rate
+    )
+    config = resolve_config(
+        rate,
+        math.ceil(source_samples * rate / source_rate),
+        spec_cal_method=params.spec_cal_method,
+        n_fft=params.n_fft,
+        bins_per_octave=params.bins_per_octave,
+        hop_length=params.hop_length,
+        num_spec_columns=params.num_spec_columns,
+        min_frequency=params.min_frequency,
+        max_frequency=params.max_frequency,
+    )
+    span = config.hop_length * config.num_spec_columns
+    if span > limits.max_clip_samples:
+        raise ApiError(
+            400,
+            f"hop_length * num_spec_columns = {span} samples is more than the limit of "
+            f"{limits.max_clip_samples} (max_clip_samples)",
+        )
+    return config
+
+
+def _spectrogram(
+    audio_id: str,
+    start_time: float,
+    config: SpecConfig,
+    color_map: str | None,
+    brightness: float = 1.0,
+    contrast: float = 1.0,
+    return_matrix: bool = False,
+) -> dict[str, Any]:
+    samples = services().audio.samples_at(audio_id, config.sampling_rate)
+    db = compute_db(samples, round(start_time * config.sampling_rate), config)
+    reply: dict[str, Any] = {
+        "spec": render_jpeg_base64(db, color_map, brightness, contrast),
+        "freqs": row_frequencies(config).tolist(),
+    }
+    if return_matrix:
+        reply["matrix"] = np.round(db, 2).tolist()
+    return reply
+
+
+class ClipRequest(ApiModel):
+    audio_id: str
+    start_time: float = Field(0.0, ge=0, description="Seconds")
+    clip_duration: float | None = Field(None, ge=0, description="Seconds; default to the end")
+
+
+@api.post("/get-audio-clip-wav", body=ClipRequest, status=200, tags=["Audio"])
+def get_audio_clip_wav(body: ClipRequest) -> dict[str, str]:
+    """Mono 16-bit PCM WAV (base64) at the original rate, zero-padded to clip_duration."""
+    channel = services().audio.get(body.audio_id)
+    start, length = _clip_span(body, channel.sample_rate, channel.num_samples)
+    clip = np.zeros(length, dtype=channel.samples.dtype)
+    available = channel.samples[start : start + length]
+    clip[: len(available)] = available
+    return {"wav": base64.b64encode(encode_wav_int16(clip, channel.sample_rate)).decode("ascii")}
+
+
+class VisualizationRequest(ClipRequest):
+    target_length: int = Field(
+        0, ge=0, le=MAX_VISUALIZATION_LENGTH, description="Zeros returned for an empty span"
+    )
+
+
+@api.post(
+    "/get-audio-clip-for-visualization", body=VisualizationRequest, status=200, tags=["Audio"]
+)
+def get_audio_clip_for_visualization(body: VisualizationRequest) -> dict[str, list[float]]:
+    """Z-scored samples of the span (not padded); above 100,000 samples ~10,000 min/max values."""
+    channel = services().audio.get(body.audio_id)
+    start, length = _clip_span(body, channel.sample_rate, channel.num_samples)
+    span = channel.samples[start : start + length]
+    return {"wav_array": visualization_array(span, body.target_length).tolist()}
+
+
+def _clip_span(body: ClipRequest, sample_rate: int, num_samples: int) -> tuple[int, int]:
+    """(first sample, length) of a clip request, refusing lengths beyond max_clip_samples."""
+    start = round(body.start_time * sample_rate)
+    if body.clip_duration is None:
+        length = max(0, num_samples - start)
+    else:
+        length = round(body.clip_duration * sample_rate)
+    limit = services().settings.max_clip_samples
+    if length > limit:
+        raise ApiError(
+            400,
+            f"clip_duration * sampling rate = {length} samples is more than the limit of "
+            f"{limit} (max_clip_samples)",
+        )
+    return start, length
+
+
+class ReleaseRequest(ApiModel):
+    audio_id_list: list[str | None] = Field(default_factory=list)
+
+
+@api.post("/release-audio-given-ids", body=ReleaseRequest, tags=["Audio"])
+def release_audio_given_ids(body: ReleaseRequest) -> dict[str, str]:
+    """Free these channels now; unknown ids and nulls are ignored."""
+    services().audio.release(body.audio_id_list)
+    return {"status": "success"}
+
+
+@api.get("/get-status", tags=["Audio"])
+def get_status() -> dict[str, str]:
+    """Keep-alive ping."""
+    return {"response": "success"}
+
+
+# --- Annotations -------------------------------------------------------------------------
+
+
+class Annotation(BaseModel):
+    """One labelled segment; keys beyond onset/offset are kept exactly as posted."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+
+    onset: float
+    offset: float
+
+
+class AnnotationsPost(ApiModel):
+    annotations: list[Annotation]
+
+
+@api.post("/post-annotations", body=AnnotationsPost, tags=["Annotations"])
+@api.post("/post-annotations/<hash_id>", body=AnnotationsPost, tags=["Annotations"])
+def post_annotations(body: AnnotationsPost, hash_id: str = "") -> dict[str, str]:
+    """Store the list as a new version for hash_id (none and "null" are valid keys too)."""
+    annotations = [a.model_dump(exclude_unset=True) for a in body.annotations]
+    services().annotations.add_version(hash_id, annotations)
+    return {"message": "Annotations inserted successfully."}
+
+
+@api.get("/get-annotations", tags=["Annotations"])
+@api.get("/get-annotations/<hash_id>", tags=["Annotations"])
+def get_annotations(hash_id: str = "") -> list[dict[str, Any]]:
+    """Every version, oldest first: [{"version": ISO date, "annotations": [...]}]; unknown -> []."""
+    return services().annotations.versions(hash_id)
+
+
+class ExportQuery(ApiModel):
+    format: Literal["csv", "raven", "audacity"] = "csv"
+
+
+@api.get("/export-annotations", query=ExportQuery, tags=["Annotations"])
+@api.get("/export-annotations/<hash_id>", query=ExportQuery, tags=["Annotations"])
+def export_annotations(query: ExportQuery, hash_id: str = "") -> Response:
+    """The latest version as a file: ?format=csv (default), raven (selection table), audacity."""
+    annotations = services().annotations.latest(hash_id)
+    if annotations is None:
+        raise ApiError(404, f"No annotations stored for hash_id {hash_id!r}")
+    export = FORMATS[query.format]
+    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", hash_id) or "annotations"
+    return Response(
+        export.render(annotations),
+        mimetype=export.media_type,
+        headers={"Content-Disposition": f'attachment; filename="{stem}.{export.extension}"'},
+    )
+
+
+class MetadataRequest(ApiModel):
+    hash_id: str | None = None
+    user_profile: Any = None
+
+
+@api.post("/get-metadata/", body=MetadataRequest, tags=["Annotations"])
+def get_metadata(body: MetadataRequest) -> list[Any]:
+    """Metadata of an annotation project; [] since no metadata service is configured."""
+    return []
+
+
+class AnnotationTimeLog(ApiModel):
+    log: list[Any]
+
+
+@api.post("/annotation/annotation-time/", body=AnnotationTimeLog, tags=["Annotations"])
+def annotation_time(body: AnnotationTimeLog) -> dict[str, str]:
+    """Store the frontend's annotation-time log."""
+    services().annotations.add_time_log(body.log)
+    return {"message": "Annotation time log stored."}
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings = ServerSettings.from_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    create_app(settings).run(host=settings.host, port=settings.port, threaded=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,172 @@
+"""A WhisperSeg checkpoint: Whisper encoder-decoder, its tokenizer and the config extras.
+
+The folder layout is the published one (``save_pretrained`` of
+``WhisperForConditionalGeneration`` plus tokenizer files; ``config.json`` carries
+``total_spec_columns``, ``cluster_codebook``, ``default_segmentation_config`` and
+``species_codebook``), so published checkpoints load unchanged.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import WhisperForConditionalGeneration
+
+from whisperseg.target_text import TokenSegment, format_target_text, parse_target_text
+from whisperseg.tokenizer import SegTokenizer
+
+MAX_DECODER_TOKENS = 448
+
+
+def replace_folder(staging: Path, folder: Path) -> None:
+    """Move a finished ``staging`` folder to ``folder``, replacing any older one."""
+    retired = folder.parent / f".{folder.name}.{uuid.uuid4().hex}.old"
+    if folder.exists():
+        folder.rename(retired)
+    staging.rename(folder)
+    shutil.rmtree(retired, ignore_errors=True)
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    """The GPU when there is one, else the CPU; ``requested`` overrides ("cpu", "cuda:1")."""
+    if requested:
+        return torch.device(requested)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def inference_dtype(device: torch.device) -> torch.dtype:
+    """Half precision on a GPU (bf16 where supported), full precision on the CPU."""
+    if device.type != "cuda":
+        return torch.float32
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+@dataclass
+class WhisperSegModel:
+    """A loaded WhisperSeg model and what is needed to read and write its target text."""
+
+    network: WhisperForConditionalGeneration
+    tokenizer: SegTokenizer
+    cluster_codebook: dict[str, int] = field(default_factory=dict)
+    default_segmentation_config: dict = field(default_factory=dict)
+    species_codebook: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def total_spec_columns(self) -> int:
+        return int(self.network.config.total_spec_columns)
+
+    @property
+    def max_time_index(self) -> int:
+        return self.total_spec_columns // 2
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.network.parameters()).device
+
+    @property
+    def cluster_names(self) -> dict[int, str]:
+        return {index: name for name, index in self.cluster_codebook.items()}
+
+    @classmethod
+    def load(cls, folder: Path | str, device: str | None = None) -> WhisperSegModel:
+        folder = Path(folder)
+        target = pick_device(device)
+        network = WhisperForConditionalGeneration.from_pretrained(
+            str(folder), dtype=inference_dtype(target)
+        )
+        network.to(target).eval()
+        config = network.config
+        if not hasattr(config, "total_spec_columns"):
+            config.total_spec_columns = 2 * config.max_source_positions
+        tokenizer = SegTokenizer.load(folder, config.total_spec_columns // 2)
+        return cls(
+            network=network,
+            tokenizer=tokenizer,
+            cluster_codebook=dict(getattr(config, "cluster_codebook", None) or {}),
+            default_segmentation_config=dict(
+                getattr(config, "default_segmentation_config", None) or {}
+            ),
+            species_codebook=dict(getattr(config, "species_codebook", None) or {}),
+        )
+
+    def save(self, folder: Path | str, dtype: torch.dtype = torch.float16) -> None:
+        """Write the published layout (safetensors in ``dtype``), config extras included.
+
+        The folder appears whole or not at all: files go to a hidden sibling that is
+        renamed into place, so a crash never leaves a half-written model behind.
+        """
+        folder = Path(folder)
+        staging = folder.parent / f".{folder.name}.{uuid.uuid4().hex}.tmp"
+        config = self.network.config
+        config.cluster_codebook = self.cluster_codebook
+        config.default_segmentation_config = self.default_segmentation_config
+        config.species_codebook = self.species_codebook
+        original = next(self.network.parameters()).dtype
+        self.network.to(dtype)
+        try:
+            self.network.save_pretrained(str(staging))
+            self.tokenizer.hf.save_pretrained(str(staging))
+        finally:
+            self.network.to(original)
+        replace_folder(staging, folder)
+
+    def cluster_id(self, name: str) -> int:
+        """The codebook id of a cluster name, adding new names (finetuning on new labels)."""
+        if name not in self.cluster_codebook:
+            self.cluster_codebook[name] = max(self.cluster_codebook.values(), default=-1) + 1
+        return self.cluster_codebook[name]
+
+    @torch.inference_mode()
+    def generate(
+        self, features: torch.Tensor, species: str | None = None
+    ) -> list[list[TokenSegment]]:
+        """Greedy decoding of a batch of windows, restricted to the grammar's tokens.
+
+        ``features``: (batch, 80, total_spec_columns). Returns each window's segments
+        in time-token units.
+        """
+        device, network = self.device, self.network
+        dtype = next(network.parameters()).dtype
+        encoded = network.model.encoder(input_features=features.to(device, dtype))
+        encoder_outputs = (encoded.last_hidden_state,)
+        batch = features.shape[0]
+        species_token = self.tokenizer.species_token(species, self.species_codebook)
+        prompt = torch.tensor([self.tokenizer.prompt_ids(species_token)] * batch, device=device)
+        allowed = torch.full((network.config.vocab_size,), float("-inf"), device=device)
+        allowed[self.tokenizer.generation_ids] = 0.0
+        end_id = self.tokenizer.end_id
+
+        generated: list[list[int]] = [[] for _ in range(batch)]
+        finished = torch.zeros(batch, dtype=torch.bool, device=device)
+        step_input, cache = prompt, None
+        for _ in range(MAX_DECODER_TOKENS - prompt.shape[1]):
+            out = network(
+                encoder_outputs=encoder_outputs,
+                decoder_input_ids=step_input,
+                cache=cache,
+                use_cache=True,
+            )
+            cache = out.cache
+            next_ids = (out.logits[:, -1, :].float() + allowed).argmax(dim=-1)
+            next_ids = torch.where(finished, torch.full_like(next_ids, end_id), next_ids)
+            finished |= next_ids == end_id
+            for row, token in enumerate(next_ids.tolist()):
+                if token != end_id:
+                    generated[row].append(token)
+            if bool(finished.all()):
+                break
+            step_input = next_ids[:, None]
+        return [
+            parse_target_text(self.tokenizer.decode(ids), self.max_time_index) for ids in generated
+        ]
+
+    def target_ids(self, segments: Sequence[TokenSegment], species: str | None) -> list[int]:
+        """Token ids a window's segments are written as (species token first, end last)."""
+        species_token = self.tokenizer.species_token(species, self.species_codebook)
+        text = format_target_text(segments, species_token)
+        return self.tokenizer.encode(text) + [self.tokenizer.end_id]

@@ -1,0 +1,251 @@
+"""Finetune a WhisperSeg model on labelled clips (WHISPERSEG.md, Finetuning).
+
+Each step draws random one-window crops (a crop may start up to half a window
+before a clip or end past it, as inference windows do), clips the labels at the
+crop edges, and teaches the decoder the crop's target text. Light augmentation
+(gain, noise, a jittered time step) keeps a model trained on a few minutes of one
+species from fitting one recording's loudness and tempo.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from whisperseg.features import FeatureConfig, window_features
+from whisperseg.model import WhisperSegModel, inference_dtype
+from whisperseg.segment import Segment
+from whisperseg.target_text import TokenSegment
+
+IGNORE_INDEX = -100
+
+
+@dataclass(frozen=True)
+class TrainingExample:
+    """One labelled clip: mono audio, its rate, its segments (seconds from the clip start)."""
+
+    audio: np.ndarray
+    sr: int
+    segments: tuple[Segment, ...]
+    spec_time_step: float
+    min_frequency: float = 0.0
+
+    @property
+    def duration(self) -> float:
+        return len(self.audio) / self.sr
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Choices for one finetuning run; the defaults suit minutes of labels on a CPU."""
+
+    max_steps: int = 200
+    learning_rate: float = 1e-4
+    warmup_steps: int = 20
+    batch_size: int = 4
+    weight_decay: float = 0.01
+    max_target_tokens: int = 160
+    freeze_encoder: bool = False
+    augment: bool = True
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TrainingProgress:
+    step: int
+    total_steps: int
+    loss: float
+    elapsed_s: float
+
+    @property
+    def fraction(self) -> float:
+        return self.step / self.total_steps
+
+    @property
+    def eta_s(self) -> float:
+        """Elapsed / done * left, the estimate the model lists show."""
+        return (
+            self.elapsed_s / self.step * (self.total_steps - self.step) if self.step else math.inf
+        )
+
+
+class TrainingCancelled(Exception):
+    """Raised inside ``finetune`` when ``should_stop`` answers True."""
+
+
+def _crop_labels(
+    segments: Sequence[Segment], crop_start: float, features: FeatureConfig, max_index: int
+) -> list[tuple[int, int, str]]:
+    """Labels inside one crop in time-token units, widened by the FFT smear and clipped."""
+    step, widening = features.seconds_per_time_token, features.fft_widening
+    window = features.window_samples / features.sr
+    found = []
+    for s in segments:
+        onset = max(0.0, s.onset - widening - crop_start)
+        offset = min(window, s.offset + widening - crop_start)
+        if offset <= onset:
+            continue
+        first, last = round(onset / step), min(max_index, round(offset / step))
+        if last > first:
+            found.append((first, last, s.cluster))
+    return found
+
+
+def _augment(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    gain = 10 ** (rng.uniform(-20, 6) / 20)
+    crop = crop * gain
+    if rng.random() < 0.3:
+        rms = float(np.sqrt(np.mean(crop**2))) + 1e-8
+        crop = crop + rng.normal(0, rms * 10 ** (-rng.uniform(10, 40) / 20), crop.shape)
+    return crop.astype(np.float32)
+
+
+class _CropSampler:
+    """Random training crops, clips drawn in proportion to their length in windows."""
+
+    def __init__(
+        self, examples: Sequence[TrainingExample], model: WhisperSegModel, config: TrainingConfig
+    ):
+        self.examples, self.model, self.config = examples, model, config
+        self.rng = np.random.default_rng(config.seed)
+        windows = np.array(
+            [1.0 + len(e.audio) / self._features(e, 1.0).window_samples for e in examples]
+        )
+        self.weights = windows / windows.sum()
+
+    def _features(self, example: TrainingExample, step_scale: float) -> FeatureConfig:
+        return FeatureConfig(
+            example.sr,
+            example.spec_time_step * step_scale,
+            example.min_frequency,
+            self.model.total_spec_columns,
+        )
+
+    def crop(self) -> tuple[torch.Tensor, list[int]]:
+        """One crop's features and its target ids (species token first, end last)."""
+        example = self.examples[self.rng.choice(len(self.examples), p=self.weights)]
+        scale = float(self.rng.uniform(0.8, 1.25)) if self.config.augment else 1.0
+        features = self._features(example, scale)
+        window = features.window_samples
+        start = int(
+            self.rng.integers(-window // 2, max(len(example.audio) - window // 2, 1 - window // 2))
+        )
+        labels = _crop_labels(
+            example.segments, start / example.sr, features, self.model.max_time_index
+        )
+        tokens = [TokenSegment(a, b, self.model.cluster_id(c)) for a, b, c in labels]
+        audio = example.audio
+        lo, hi = max(start, 0), min(start + window + features.n_fft, len(audio))
+        if self.config.augment:
+            audio = audio.copy()
+            audio[lo:hi] = _augment(audio[lo:hi], self.rng)
+        return window_features(audio, [start], features)[0], self.model.target_ids(tokens, None)
+
+
+def _batch_tensors(
+    crops: list[tuple[torch.Tensor, list[int]]], prompt: list[int], max_tokens: int, pad_id: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Features, decoder inputs and labels (prompt positions and padding ignored)."""
+    sequences = [(prompt[:-1] + ids)[: max_tokens + len(prompt)] for _, ids in crops]
+    length = max(len(s) for s in sequences) - 1
+    inputs = torch.full((len(crops), length), pad_id, dtype=torch.long)
+    labels = torch.full((len(crops), length), IGNORE_INDEX, dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        inputs[row, : len(seq) - 1] = torch.tensor(seq[:-1])
+        labels[row, len(prompt) - 1 : len(seq) - 1] = torch.tensor(seq[len(prompt) :])
+    return torch.stack([f for f, _ in crops]), inputs, labels
+
+
+def _optimizer(network: torch.nn.Module, config: TrainingConfig) -> torch.optim.Optimizer:
+    """AdamW without weight decay on biases and norms."""
+    decay, no_decay = [], []
+    for name, param in network.named_parameters():
+        if param.requires_grad:
+            (no_decay if param.ndim < 2 or "norm" in name else decay).append(param)
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=config.learning_rate)
+
+
+def _schedule(config: TrainingConfig) -> Callable[[int], float]:
+    """Linear warm-up, then linear decay to zero at the last step."""
+
+    def factor(step: int) -> float:
+        if step < config.warmup_steps:
+            return (step + 1) / config.warmup_steps
+        return max(0.0, (config.max_steps - step) / max(1, config.max_steps - config.warmup_steps))
+
+    return factor
+
+
+def finetune(
+    model: WhisperSegModel,
+    examples: Sequence[TrainingExample],
+    config: TrainingConfig = TrainingConfig(),
+    progress: Callable[[TrainingProgress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[float]:
+    """Train ``model`` in place on ``examples``; returns the loss of every step.
+
+    New cluster names are added to the model's codebook. On a GPU the step runs
+    under fp16/bf16 autocast. Raises ``TrainingCancelled`` when ``should_stop``
+    says so (the model is then left half-trained: callers discard it).
+    """
+    if not examples or not any(e.segments for e in examples):
+        raise ValueError("no labelled segments to train on")
+    torch.manual_seed(config.seed)
+    network, device = model.network, model.device
+    network.float().train()
+    for param in network.model.encoder.parameters():
+        param.requires_grad = not config.freeze_encoder
+    network.model.encoder.embed_positions.weight.requires_grad = False
+    optimizer = _optimizer(network, config)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config))
+    half = inference_dtype(device) if device.type == "cuda" else None
+    scaler = torch.amp.GradScaler("cuda", enabled=half == torch.float16)
+    sampler = _CropSampler(examples, model, config)
+    prompt = model.tokenizer.prompt_ids(model.tokenizer.species_token(None, {}))
+    losses: list[float] = []
+    started = time.monotonic()
+    try:
+        for step in range(config.max_steps):
+            if should_stop and should_stop():
+                raise TrainingCancelled("finetuning cancelled")
+            crops = [sampler.crop() for _ in range(config.batch_size)]
+            feats, inputs, labels = (
+                t.to(device)
+                for t in _batch_tensors(
+                    crops, prompt, config.max_target_tokens, model.tokenizer.end_id
+                )
+            )
+            with torch.autocast(
+                device.type, dtype=half or torch.bfloat16, enabled=half is not None
+            ):
+                logits = network(input_features=feats, decoder_input_ids=inputs).logits
+                loss = torch.nn.functional.cross_entropy(
+                    logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX
+                )
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(network.parameters(), 1.0)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            losses.append(loss.item())
+            if progress:
+                progress(
+                    TrainingProgress(
+                        step + 1, config.max_steps, losses[-1], time.monotonic() - started
+                    )
+                )
+    finally:
+        network.to(inference_dtype(device)).eval()
+    return losses

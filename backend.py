@@ -53,6 +53,7 @@ ERROR_STATUSES: dict[type[Exception], int] = {
 }
 MAX_SAMPLING_RATE = 1_000_000
 MAX_VISUALIZATION_LENGTH = 1_000_000
+MAX_SECONDS = 1e9  # start times and durations; keeps sample indices far inside int64
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,8 @@ class SpecParams(ApiModel):
     color_map: str | None = Field(
         None, description="viridis|plasma|inferno|magma|cividis|gray; anything else inferno"
     )
+    brightness: float = Field(1.0, ge=0, description="Multiplicative; 1.0 = unchanged")
+    contrast: float = Field(1.0, ge=0, description="Multiplicative; 1.0 = unchanged")
 
 
 class UploadForm(SpecParams):
@@ -160,20 +163,17 @@ def _store_and_describe(data: bytes, params: SpecParams) -> dict[str, Any]:
 def _channel_reply(
     audio_id: str, decoded: DecodedAudio, config: SpecConfig, params: SpecParams
 ) -> dict[str, Any]:
-    spec = _spectrogram(audio_id, 0.0, config, params.color_map)
+    image, _ = _spectrogram(audio_id, 0.0, config, params)
     return {
         "audio_id": audio_id,
         "audio_duration": decoded.samples.shape[0] / decoded.sample_rate,
-        "spec": spec["spec"],
-        "freqs": spec["freqs"],
+        **image,
     }
 
 
 class ClipSpecRequest(SpecParams):
     audio_id: str
-    start_time: float = Field(0.0, ge=0, description="Seconds from the start of the channel")
-    brightness: float = Field(1.0, ge=0, description="Multiplicative; 1.0 = unchanged")
-    contrast: float = Field(1.0, ge=0, description="Multiplicative; 1.0 = unchanged")
+    start_time: float = Field(0.0, ge=0, le=MAX_SECONDS, description="Seconds from the start")
     return_matrix: bool = Field(
         False,
         description="Also return 'matrix': the dB values, matrix[i] is the row at freqs[i] "
@@ -186,15 +186,9 @@ def get_audio_clip_spec(body: ClipSpecRequest) -> dict[str, Any]:
     """Spectrogram of hop_length * num_spec_columns samples from start_time (zero-padded)."""
     channel = services().audio.get(body.audio_id)
     config = _spec_config(channel.sample_rate, channel.num_samples, body)
-    reply = _spectrogram(
-        body.audio_id,
-        body.start_time,
-        config,
-        body.color_map,
-        body.brightness,
-        body.contrast,
-        body.return_matrix,
-    )
+    reply, db = _spectrogram(body.audio_id, body.start_time, config, body)
+    if body.return_matrix:
+        reply["matrix"] = np.round(db, 2).tolist()
     return {**reply, "configurations": config.as_dict()}
 
 
@@ -233,29 +227,21 @@ def _spec_config(source_rate: int, source_samples: int, params: SpecParams) -> S
 
 
 def _spectrogram(
-    audio_id: str,
-    start_time: float,
-    config: SpecConfig,
-    color_map: str | None,
-    brightness: float = 1.0,
-    contrast: float = 1.0,
-    return_matrix: bool = False,
-) -> dict[str, Any]:
+    audio_id: str, start_time: float, config: SpecConfig, params: SpecParams
+) -> tuple[dict[str, Any], np.ndarray]:
+    """({"spec": base64 JPEG, "freqs": [...]}, dB matrix) of one channel."""
     samples = services().audio.samples_at(audio_id, config.sampling_rate)
     db = compute_db(samples, round(start_time * config.sampling_rate), config)
-    reply: dict[str, Any] = {
-        "spec": render_jpeg_base64(db, color_map, brightness, contrast),
-        "freqs": row_frequencies(config).tolist(),
-    }
-    if return_matrix:
-        reply["matrix"] = np.round(db, 2).tolist()
-    return reply
+    image = render_jpeg_base64(db, params.color_map, params.brightness, params.contrast)
+    return {"spec": image, "freqs": row_frequencies(config).tolist()}, db
 
 
 class ClipRequest(ApiModel):
     audio_id: str
-    start_time: float = Field(0.0, ge=0, description="Seconds")
-    clip_duration: float | None = Field(None, ge=0, description="Seconds; default to the end")
+    start_time: float = Field(0.0, ge=0, le=MAX_SECONDS, description="Seconds")
+    clip_duration: float | None = Field(
+        None, ge=0, le=MAX_SECONDS, description="Seconds; default: to the end"
+    )
 
 
 @api.post("/get-audio-clip-wav", body=ClipRequest, status=200, tags=["Audio"])

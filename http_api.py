@@ -31,9 +31,10 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 
-# Values clients send to mean "not given": JSON null, the empty string of an untouched form
-# field, and what JavaScript's FormData makes of null/undefined.
+# Besides JSON null, strings that clients send to mean "not given": an untouched form field,
+# and what JavaScript's FormData makes of null and undefined.
 BLANK_STRINGS = ("", "null", "undefined")
+PATH_PARAMETER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")  # Flask's <name> or <converter:name>
 
 
 class ApiError(Exception):
@@ -46,9 +47,12 @@ class ApiError(Exception):
 
 
 class ApiModel(BaseModel):
-    """Base of request models: unknown keys ignored, blank values mean "use the default"."""
+    """Base of request models: unknown keys ignored, blank values mean "use the default".
 
-    model_config = ConfigDict(extra="ignore")
+    NaN and infinities (which Python's JSON parser accepts) are refused.
+    """
+
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod
@@ -163,7 +167,7 @@ class JsonApi:
         )
         paths: dict[str, dict[str, Any]] = {}
         for endpoint in self.endpoints:
-            path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", endpoint.rule)
+            path = PATH_PARAMETER.sub(r"{\1}", endpoint.rule)
             paths.setdefault(path, {})[endpoint.method.lower()] = _operation(endpoint)
         schemas = dict(defs.get("$defs", {}))
         schemas["Error"] = {
@@ -231,15 +235,17 @@ def _operation(endpoint: Endpoint) -> dict[str, Any]:
         operation["tags"] = list(endpoint.tags)
     parameters = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-        for name in re.findall(r"<(?:[^:<>]+:)?([^<>]+)>", endpoint.rule)
+        for name in PATH_PARAMETER.findall(endpoint.rule)
     ]
     model_ref = (
         {"$ref": f"#/components/schemas/{endpoint.model.__name__}"} if endpoint.model else None
     )
     if endpoint.body_kind == "query" and endpoint.model is not None:
-        for name, info in endpoint.model.model_fields.items():
+        schema = endpoint.model.model_json_schema()
+        for name, field_schema in schema["properties"].items():
+            required = name in schema.get("required", ())
             parameters.append(
-                {"name": name, "in": "query", "required": info.is_required(), "schema": {}}
+                {"name": name, "in": "query", "required": required, "schema": field_schema}
             )
     elif endpoint.body_kind == "form":
         file_props = {name: {"type": "string", "format": "binary"} for name in endpoint.files}

@@ -72,9 +72,13 @@ class ServerSettings:
                 parser.add_argument(flag, default=None, metavar=name.upper(), help=help_text)
         given = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
         types = _field_types()
-        return dataclasses.replace(
-            base, **{k: _convert(types[k], v, "--" + k.replace("_", "-")) for k, v in given.items()}
-        )
+        try:
+            values = {
+                k: _convert(types[k], v, "--" + k.replace("_", "-")) for k, v in given.items()
+            }
+        except ValueError as exc:
+            parser.error(str(exc))
+        return dataclasses.replace(base, **values)
 
 
 def _field_types() -> dict[str, Any]:

@@ -136,6 +136,11 @@ def row_frequencies(config: SpecConfig) -> np.ndarray:
     return _filterbank(*_filterbank_key(config))[1].copy()
 
 
+def band_weights(config: SpecConfig) -> csr_matrix:
+    """Sparse (300, n_fft // 2 + 1) weights from STFT power bins to rows; each row sums to 1."""
+    return _filterbank(*_filterbank_key(config))[0].copy()
+
+
 def compute_db(samples: np.ndarray, start: int, config: SpecConfig) -> np.ndarray:
     """Power in dB, shape (300, num_spec_columns), row 0 = lowest frequency.
 

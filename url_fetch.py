@@ -55,13 +55,13 @@ def forbidden_reason(address: str) -> str | None:
     ip = ipaddress.ip_address(address)
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    checks = (
+    checks = (  # most specific first: several of these ranges also count as "private"
         ("loopback", ip.is_loopback),
-        ("private", ip.is_private),
+        ("unspecified", ip.is_unspecified),
         ("link-local (cloud metadata)", ip.is_link_local),
         ("multicast", ip.is_multicast),
-        ("unspecified", ip.is_unspecified),
         ("reserved", ip.is_reserved),
+        ("private", ip.is_private),
         ("not globally routable", not ip.is_global),
     )
     return next((name for name, hit in checks if hit), None)

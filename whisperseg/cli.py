@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from tqdm import tqdm
 
 
 def _train(args: argparse.Namespace) -> None:
-    from dataclasses import replace
-
     from whisperseg.recipe import Recipe, run_recipe
 
     recipe = Recipe.load(args.recipe)
@@ -42,6 +41,85 @@ def _convert(args: argparse.Namespace) -> None:
     print(out)
 
 
+def _load_segmenter_model(name: str, device: str | None):
+    from whisperseg.model import WhisperSegModel
+
+    return WhisperSegModel.load(name, device=device)
+
+
+def _segment(args: argparse.Namespace) -> None:
+    import librosa
+    import pandas as pd
+
+    from whisperseg.segmentation import config_for_species, segment_recording
+
+    model = _load_segmenter_model(args.model, args.device)
+    config = config_for_species(args.species, model)
+    overrides = {
+        "spec_time_step": args.spec_time_step,
+        "min_frequency": args.min_frequency,
+        "num_trials": args.num_trials,
+        "sr": args.sr,
+    }
+    config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    rows = []
+    for path in args.audio:
+        audio, sr = librosa.load(path, sr=None, mono=True)
+        with tqdm(total=1.0, desc=Path(path).name, unit="file", bar_format="{l_bar}{bar}") as bar:
+
+            def report(fraction: float, bar=bar) -> None:
+                bar.n = fraction
+                bar.refresh()
+
+            segments = segment_recording(model, audio, sr, config, args.species, report)
+        rows += [{"file": str(path), **asdict(s)} for s in segments]
+    columns = ["file", "onset", "offset", "cluster", "confidence"]
+    text = (
+        json.dumps(rows, indent=2)
+        if args.format == "json"
+        else pd.DataFrame(rows, columns=columns).to_csv(index=False)
+    )
+    _write(text, args.out)
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from whisperseg.datasets import find_recordings, split_recordings
+    from whisperseg.energy import energy_segments
+    from whisperseg.evaluation import evaluate, whisperseg_segmenter
+
+    paths = find_recordings(args.data_dir)
+    if args.held_out:
+        paths = split_recordings(paths)[1]
+    if args.model == "energy-threshold":
+
+        def segmenter(recording):
+            return energy_segments(recording.audio, recording.sr)
+    else:
+        segmenter = whisperseg_segmenter(
+            _load_segmenter_model(args.model, args.device), args.num_trials
+        )
+    with tqdm(total=len(paths), desc="evaluating", unit="file") as bar:
+        report = evaluate(segmenter, paths, args.tolerance, progress=lambda _: bar.update(1))
+    result = {**asdict(report), "real_time_factor": report.real_time_factor}
+    _write(json.dumps(result, indent=2), args.out)
+
+
+def _pull(args: argparse.Namespace) -> None:
+    from whisperseg.hub import PullError, pull
+
+    try:
+        print(pull(args.name, Path(args.models_dir)))
+    except PullError as error:
+        sys.exit(f"error: {error}")
+
+
+def _write(text: str, out: str | None) -> None:
+    if out:
+        Path(out).write_text(text)
+    else:
+        print(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m whisperseg", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -64,6 +142,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="also make it a compact-vocabulary WhisperSeg model",
     )
     convert.set_defaults(run=_convert)
+
+    segment = commands.add_parser("segment", help="segment recordings, write CSV or JSON")
+    segment.add_argument("audio", nargs="+", help="audio files (WAV, MP3, FLAC, OGG)")
+    segment.add_argument("--model", required=True, help="model folder")
+    segment.add_argument("--species", help="species defaults to use (e.g. zebra_finch, mouse)")
+    segment.add_argument("--spec-time-step", type=float, help="seconds per spectrogram column")
+    segment.add_argument("--min-frequency", type=float)
+    segment.add_argument("--sr", type=int, help="resample to this rate first")
+    segment.add_argument("--num-trials", type=int)
+    segment.add_argument("--format", choices=["csv", "json"], default="csv")
+    segment.add_argument("--out", help="output file (default: standard output)")
+    segment.add_argument("--device", help="cpu, cuda, cuda:1 (default: GPU if present)")
+    segment.set_defaults(run=_segment)
+
+    evaluate = commands.add_parser("evaluate", help="segment F1 and frame F1 on annotated data")
+    evaluate.add_argument("--model", required=True, help="model folder or energy-threshold")
+    evaluate.add_argument("--data-dir", required=True, help="folder of NAME.wav + NAME.json")
+    evaluate.add_argument("--held-out", action="store_true", help="only the fixed held-out files")
+    evaluate.add_argument("--tolerance", type=float, help="seconds (default: each file's own)")
+    evaluate.add_argument("--num-trials", type=int, default=3)
+    evaluate.add_argument("--out", help="output JSON file (default: standard output)")
+    evaluate.add_argument("--device")
+    evaluate.set_defaults(run=_evaluate)
+
+    pull = commands.add_parser("pull", help="download a published checkpoint (needs internet)")
+    pull.add_argument(
+        "name", help="whisperseg-base-animal-vad, whisperseg-animal-vad or owner/repo"
+    )
+    pull.add_argument("--models-dir", default="models")
+    pull.set_defaults(run=_pull)
     return parser
 
 

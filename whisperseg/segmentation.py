@@ -86,7 +86,7 @@ def _batched(items: list, size: int) -> Iterator[list]:
         yield items[i : i + size]
 
 
-def _join_windows(
+def join_windows(
     windows: list[tuple[int, list[TokenSegment]]],
     features: FeatureConfig,
     max_index: int,
@@ -164,7 +164,7 @@ def segment_recording(
     duration = len(audio) / sr
     per_trial = [
         _clip(
-            _join_windows(windows, features, model.max_time_index, model.cluster_names),
+            join_windows(windows, features, model.max_time_index, model.cluster_names),
             duration,
             config.min_segment_length,
         )

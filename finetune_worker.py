@@ -1,0 +1,321 @@
+"""Finetuning jobs, run one at a time in a background thread, each recorded in its model folder.
+
+A job's ``models/<name>/job.json`` is created when it is queued and rewritten on
+every state change (and at most every ``write_interval_s`` during training), always
+atomically. The trained weights are saved to a hidden staging folder together with
+the final ``job.json`` (state ``done``), and that folder is renamed into place, so a
+model never looks ready half-written. Jobs cannot outlive the process (their clips
+live in memory): a new worker marks the ones it finds queued or training as failed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import shutil
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from model_registry import JOB_FILE, ModelRegistry, inference_config, read_job
+from whisperseg.model import WhisperSegModel, replace_folder
+from whisperseg.training import (
+    TrainingCancelled,
+    TrainingConfig,
+    TrainingExample,
+    TrainingProgress,
+    finetune,
+)
+
+log = logging.getLogger(__name__)
+
+# Starting point for finetuning an already-trained model on seconds to minutes of
+# labels: a fraction of the from-scratch recipe's steps, a lower learning rate so the
+# model adapts rather than forgets, a short warm-up. Tune per deployment.
+FINETUNE_DEFAULTS = TrainingConfig(max_steps=200, learning_rate=5e-5, warmup_steps=10, batch_size=4)
+# Key of the segmentation settings a finetuned model was trained with; listed first,
+# so that inference without a species uses them (model_registry.inference_config).
+FINETUNED_CONFIG_KEY = "finetuned"
+INTERRUPTED = "interrupted by a server restart"
+
+JobState = Literal["queued", "training", "done", "failed", "cancelled"]
+ACTIVE_STATES: tuple[JobState, ...] = ("queued", "training")
+
+
+class UnknownJobError(LookupError):
+    """No queued or running job of that name."""
+
+
+def format_eta(seconds: float | None) -> str:
+    """``HH:MM:SS`` as the model lists show it; ``--:--:--`` when unknown."""
+    if seconds is None or not math.isfinite(seconds):
+        return "--:--:--"
+    total = max(0, round(seconds))
+    return f"{total // 3600:02d}:{total % 3600 // 60:02d}:{total % 60:02d}"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Readers see the old file or the new one, never a partial write."""
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(temporary, "w") as handle:
+            json.dump(data, handle, indent=2)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+@dataclass
+class JobRecord:
+    """What ``job.json`` holds; times are ISO 8601 UTC, ``eta_s`` None while unknown."""
+
+    name: str
+    initial_model: str
+    owner: str | None = None
+    request: dict = field(default_factory=dict)
+    state: JobState = "queued"
+    progress: float = 0.0
+    eta_s: float | None = None
+    loss: float | None = None
+    error: str | None = None
+    created: str = field(default_factory=_now)
+    started: str | None = None
+    finished: str | None = None
+
+    @property
+    def eta(self) -> str:
+        return format_eta(self.eta_s)
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+    @classmethod
+    def from_dict(cls, name: str, values: dict) -> JobRecord:
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in values.items() if k in known}
+        return cls(**{"initial_model": "", **values, "name": name})
+
+
+@dataclass(frozen=True)
+class _Pending:
+    examples: list[TrainingExample]
+    config: TrainingConfig
+
+
+class FinetuneWorker:
+    """Queue of finetuning jobs for one models folder, trained by one daemon thread.
+
+    Training loads its own copy of the initial model from disk, so the registry's
+    cached inference models are never touched and inference goes on meanwhile.
+    """
+
+    def __init__(
+        self, registry: ModelRegistry, device: str | None = None, write_interval_s: float = 1.0
+    ):
+        self.registry = registry
+        self.device = device or registry.device
+        self.write_interval_s = write_interval_s
+        self._lock = threading.Condition()
+        self._records: dict[str, JobRecord] = {}
+        self._queue: deque[str] = deque()
+        self._pending: dict[str, _Pending] = {}
+        self._cancel_requested: set[str] = set()
+        self._closed = False
+        self._last_write = 0.0
+        registry.models_dir.mkdir(parents=True, exist_ok=True)
+        self._recover()
+        self._thread = threading.Thread(target=self._run, name="finetune-worker", daemon=True)
+        self._thread.start()
+
+    def _folder(self, name: str) -> Path:
+        return self.registry.models_dir / name
+
+    def _recover(self) -> None:
+        """Load every job record; those a previous process left unfinished become failed."""
+        for folder in self.registry.folders():
+            values = read_job(folder)
+            if not values:
+                continue
+            record = JobRecord.from_dict(folder.name, values)
+            self._records[record.name] = record
+            if record.active:
+                self._end(record, "failed", INTERRUPTED)
+
+    def _write(self, record: JobRecord) -> None:
+        write_json_atomic(self._folder(record.name) / JOB_FILE, asdict(record))
+        self._last_write = time.monotonic()
+
+    def _end(self, record: JobRecord, state: JobState, error: str | None = None) -> None:
+        record.state, record.error, record.eta_s, record.finished = state, error, None, _now()
+        self._write(record)
+
+    def submit(
+        self,
+        name: str,
+        initial_model: str,
+        examples: Sequence[TrainingExample],
+        owner: str | None = None,
+        request: dict | None = None,
+        config: TrainingConfig | None = None,
+    ) -> JobRecord:
+        """Queue a job; raises ModelNameError (bad or taken name), UnknownModelError.
+
+        ``request`` is kept in ``job.json`` as a summary of what was asked (a
+        ``token`` key is dropped: credentials stay off the disk).
+        """
+        summary = {k: v for k, v in (request or {}).items() if k != "token"}
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the finetune worker is closed")
+            self.registry.validate_new_name(name)
+            self.registry.whisperseg_folder(initial_model)
+            record = JobRecord(name, initial_model, owner, summary)
+            staging = self._folder(f".{name}.{uuid.uuid4().hex}.new")
+            staging.mkdir()
+            write_json_atomic(staging / JOB_FILE, asdict(record))
+            replace_folder(staging, self._folder(name))
+            self._records.pop(name, None)  # a reused name is listed as the newest job
+            self._records[name] = record
+            self._pending[name] = _Pending(list(examples), config or FINETUNE_DEFAULTS)
+            self._queue.append(name)
+            self._lock.notify_all()
+            return dataclasses.replace(record)
+
+    def cancel(self, name: str) -> JobRecord:
+        """Cancel a queued job now, or ask a running one to stop at its next step."""
+        with self._lock:
+            record = self._records.get(name)
+            if record is None or not record.active:
+                raise UnknownJobError(f"no queued or running job named {name!r}")
+            if record.state == "queued":
+                self._queue.remove(name)
+                del self._pending[name]
+                self._end(record, "cancelled")
+            else:
+                self._cancel_requested.add(name)
+            return dataclasses.replace(record)
+
+    def jobs(self) -> list[JobRecord]:
+        """Every job this folder has seen (copies), oldest first."""
+        with self._lock:
+            records = [dataclasses.replace(r) for r in self._records.values()]
+        return sorted(records, key=lambda r: r.created)
+
+    def job(self, name: str) -> JobRecord | None:
+        with self._lock:
+            record = self._records.get(name)
+            return None if record is None else dataclasses.replace(record)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stop: the running job stops at its next step; it and the queued ones are marked
+        interrupted, as a restart would."""
+        with self._lock:
+            self._closed = True
+            while self._queue:
+                name = self._queue.popleft()
+                del self._pending[name]
+                self._end(self._records[name], "failed", INTERRUPTED)
+            self._lock.notify_all()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while not self._queue and not self._closed:
+                    self._lock.wait()
+                if self._closed:
+                    return
+                name = self._queue.popleft()
+                pending = self._pending.pop(name)
+                record = self._records[name]
+                record.state, record.started = "training", _now()
+                self._write(record)
+            try:
+                self._train(record, pending)
+            except Exception:
+                log.exception("finetune worker: bookkeeping of job %r failed", name)
+            finally:
+                with self._lock:
+                    self._cancel_requested.discard(name)
+
+    def _should_stop(self, name: str) -> bool:
+        with self._lock:
+            return self._closed or name in self._cancel_requested
+
+    def _train(self, record: JobRecord, pending: _Pending) -> None:
+        """Train one job and record how it ended; only bookkeeping errors escape."""
+        name = record.name
+        try:
+            model = WhisperSegModel.load(
+                self.registry.whisperseg_folder(record.initial_model), device=self.device
+            )
+            finetune(
+                model,
+                pending.examples,
+                pending.config,
+                progress=lambda p: self._progress(record, p),
+                should_stop=lambda: self._should_stop(name),
+            )
+            if self._should_stop(name):
+                raise TrainingCancelled("finetuning cancelled")
+            self._save(record, model, pending.examples[0])
+        except TrainingCancelled:
+            with self._lock:
+                if name in self._cancel_requested:
+                    self._end(record, "cancelled")
+                else:
+                    self._end(record, "failed", INTERRUPTED)
+        except Exception as exc:
+            log.exception("finetuning %r failed", name)
+            with self._lock:
+                self._end(record, "failed", str(exc) or type(exc).__name__)
+
+    def _progress(self, record: JobRecord, progress: TrainingProgress) -> None:
+        with self._lock:
+            record.progress, record.loss = progress.fraction, progress.loss
+            record.eta_s = progress.eta_s if math.isfinite(progress.eta_s) else None
+            if time.monotonic() - self._last_write >= self.write_interval_s:
+                self._write(record)
+
+    def _save(self, record: JobRecord, model: WhisperSegModel, example: TrainingExample) -> None:
+        """Weights and the ``done`` record staged together, then renamed into place."""
+        trained = dataclasses.replace(
+            inference_config(model),
+            sr=example.sr,
+            spec_time_step=example.spec_time_step,
+            min_frequency=example.min_frequency,
+        )
+        others = model.default_segmentation_config
+        model.default_segmentation_config = {
+            FINETUNED_CONFIG_KEY: asdict(trained),
+            **{k: v for k, v in others.items() if k != FINETUNED_CONFIG_KEY},
+        }
+        staging = self._folder(f".{record.name}.{uuid.uuid4().hex}.done")
+        try:
+            model.save(staging)
+            with self._lock:
+                done = dataclasses.replace(
+                    record, state="done", progress=1.0, eta_s=0.0, finished=_now()
+                )
+                write_json_atomic(staging / JOB_FILE, asdict(done))
+                replace_folder(staging, self._folder(record.name))
+                self._records[record.name] = done
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,136 @@
+"""Human-in-the-loop labels: the /get-labels merge rule and /finetune-whisperseg training clips.
+
+The frontend labels a segment with species, individual and cluster name; the model
+knows one cluster string. Finetuning joins the three with ``CLUSTER_SEPARATOR`` so a
+finetuned model predicts all three, and predictions are split back the same way.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from whisperseg.segment import Segment
+from whisperseg.segmentation import time_step_from_labels
+from whisperseg.training import TrainingExample
+
+CLUSTER_SEPARATOR = "<==SEPARATOR==>"
+UNKNOWN = "Unknown"
+
+Area = tuple[float, float]
+
+
+class NoTrainingData(ValueError):
+    """No annotated area with valid bounds holds a human label."""
+
+    def __init__(self) -> None:
+        super().__init__("No valid training data specified. Re-check the annotated areas.")
+
+
+def join_cluster(species: str, individual: str, clustername: str) -> str:
+    return CLUSTER_SEPARATOR.join((species, individual, clustername))
+
+
+def split_cluster(cluster: str) -> tuple[str, str, str]:
+    """(species, individual, clustername); a plain cluster string is the cluster name."""
+    parts = cluster.split(CLUSTER_SEPARATOR)
+    if len(parts) == 3:
+        return parts[0], parts[1], parts[2]
+    return UNKNOWN, UNKNOWN, cluster
+
+
+@dataclass(frozen=True, slots=True)
+class Label:
+    """A segment as the frontend shows it: seconds from the recording start and three names."""
+
+    onset: float
+    offset: float
+    species: str = UNKNOWN
+    individual: str = UNKNOWN
+    clustername: str = UNKNOWN
+
+    @classmethod
+    def from_segment(cls, segment: Segment) -> Label:
+        return cls(segment.onset, segment.offset, *split_cluster(segment.cluster))
+
+    @property
+    def cluster(self) -> str:
+        return join_cluster(self.species, self.individual, self.clustername)
+
+
+def _overlaps(onset: float, offset: float, area: Area) -> bool:
+    """Open intervals: a label that only touches an area's edge is outside it."""
+    return onset < area[1] and offset > area[0]
+
+
+def _in_any(onset: float, offset: float, areas: Sequence[Area]) -> bool:
+    return any(_overlaps(onset, offset, area) for area in areas)
+
+
+def merge_labels(
+    predictions: Sequence[Segment], human_labels: Sequence[Label], annotated_areas: Sequence[Area]
+) -> list[Label]:
+    """API.md's merge rule: inside annotated areas the human wins, elsewhere the model.
+
+    Human labels overlapping an area are kept, predictions overlapping one are
+    dropped, the other predictions are kept; the result is sorted by onset. Empty or
+    reversed areas cover nothing.
+    """
+    areas = [(on, off) for on, off in annotated_areas if off > on]
+    kept = [label for label in human_labels if _in_any(label.onset, label.offset, areas)]
+    kept += [Label.from_segment(s) for s in predictions if not _in_any(s.onset, s.offset, areas)]
+    return sorted(kept, key=lambda label: (label.onset, label.offset))
+
+
+def _valid_area(area: Area, duration: float) -> Area | None:
+    """The part of an area inside the audio, or None when its bounds make no sense."""
+    if not all(math.isfinite(bound) for bound in area):
+        return None
+    onset, offset = max(0.0, area[0]), min(duration, area[1])
+    return (onset, offset) if offset > onset else None
+
+
+def _clipped_segments(area: Area, human_labels: Sequence[Label]) -> tuple[Segment, ...]:
+    """Labels overlapping ``area``, clipped to it, in seconds from its start."""
+    onset, offset = area
+    return tuple(
+        Segment(max(label.onset, onset) - onset, min(label.offset, offset) - onset, label.cluster)
+        for label in human_labels
+        if label.offset > label.onset and _overlaps(label.onset, label.offset, area)
+    )
+
+
+def training_clips(
+    audio: np.ndarray,
+    sr: int,
+    annotated_areas: Sequence[Area],
+    human_labels: Sequence[Label],
+    spec_time_step: float | None = None,
+    min_frequency: float = 0.0,
+) -> list[TrainingExample]:
+    """One training example per valid annotated area, its labels relative to the area.
+
+    An area without labels is kept: it teaches the model that nothing is there.
+    ``spec_time_step`` defaults to the one derived from the clipped labels' durations.
+    Raises :class:`NoTrainingData` when no valid area holds a label.
+    """
+    duration = len(audio) / sr
+    clips: list[tuple[np.ndarray, tuple[Segment, ...]]] = []
+    for area in annotated_areas:
+        valid = _valid_area(area, duration)
+        if valid is None:
+            continue
+        start, end = round(valid[0] * sr), round(valid[1] * sr)
+        if end > start:
+            samples = np.asarray(audio[start:end], dtype=np.float32).copy()
+            clips.append((samples, _clipped_segments(valid, human_labels)))
+    durations = [s.duration for _, segments in clips for s in segments]
+    if not durations:
+        raise NoTrainingData()
+    step = spec_time_step or time_step_from_labels(durations)
+    return [
+        TrainingExample(samples, sr, segments, step, min_frequency) for samples, segments in clips
+    ]

@@ -1,0 +1,241 @@
+"""Which models exist and are ready, read from the models folder each time it is asked.
+
+Every WhisperSeg model is a subfolder in the published Hugging Face layout: the
+shipped one, pulled checkpoints and finetuned ones alike. A finetuned model's folder
+also holds ``job.json`` (written by the finetune worker); such a folder is ready only
+once that file says ``done``, so a model in training, failed or cancelled is never
+offered for inference. The classical energy baseline is a built-in pseudo-model
+without a folder. Loaded models are cached, least recently used evicted first.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal, Protocol
+
+import numpy as np
+
+from whisperseg.energy import EnergyParams, energy_segments
+from whisperseg.model import WhisperSegModel
+from whisperseg.segment import Segment
+from whisperseg.segmentation import SegmentationConfig, segment_recording
+
+ENERGY_MODEL = "energy-threshold"
+DEFAULT_MODEL = "whisperseg-tiny"
+JOB_FILE = "job.json"
+MAX_NAME_LENGTH = 64
+# Job states that leave a folder behind but free its name for a new model.
+FREE_STATES = ("failed", "cancelled")
+
+_NAME_CHARACTERS = re.compile(r"[A-Za-z0-9._-]+")
+# Device names Windows refuses as file names, whatever the extension.
+_WINDOWS_DEVICES = {"con", "prn", "aux", "nul"}
+_WINDOWS_DEVICES |= {f"{port}{i}" for port in ("com", "lpt") for i in range(1, 10)}
+
+ModelKind = Literal["whisperseg", "energy"]
+
+
+class ModelNameError(ValueError):
+    """A new model name that is unsafe as a folder name or already taken."""
+
+
+class UnknownModelError(LookupError):
+    """No ready model of that name."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    name: str
+    kind: ModelKind
+    owner: str | None = None
+
+    @property
+    def can_finetune(self) -> bool:
+        return self.kind == "whisperseg"
+
+
+class Segmenter(Protocol):
+    def segment(
+        self, audio: np.ndarray, sr: int, min_frequency: float | None = None
+    ) -> list[Segment]: ...
+
+
+def read_job(folder: Path) -> dict | None:
+    """A folder's ``job.json`` (None when there is none, {} when it cannot be read)."""
+    try:
+        job = json.loads((folder / JOB_FILE).read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return {}
+    return job if isinstance(job, dict) else {}
+
+
+def _is_ready(folder: Path, job: dict | None) -> bool:
+    done = job is None or job.get("state") == "done"
+    return done and (folder / "config.json").is_file()
+
+
+def _name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a model folder name, or None when it can."""
+    if not name:
+        return "a model name must not be empty"
+    if len(name) > MAX_NAME_LENGTH:
+        return f"a model name must be at most {MAX_NAME_LENGTH} characters"
+    if not _NAME_CHARACTERS.fullmatch(name):
+        return "a model name may only contain letters A-Z a-z, digits, '.', '_' and '-'"
+    if name[0] in ".-" or name.endswith("."):
+        return "a model name must not start with '.' or '-', nor end with '.'"
+    if ".." in name:
+        return "a model name must not contain '..'"
+    if name == ENERGY_MODEL or name.split(".")[0].lower() in _WINDOWS_DEVICES:
+        return f"{name!r} is a reserved name"
+    return None
+
+
+def inference_config(
+    model: WhisperSegModel, min_frequency: float | None = None
+) -> SegmentationConfig:
+    """The settings a model segments with when the request names no species.
+
+    That is the config the model lists first (its main species; a finetuned model
+    lists the settings it was trained with first), else the generic one.
+    ``min_frequency`` overrides the model's band floor.
+    """
+    configs = list(model.default_segmentation_config.values())
+    config = SegmentationConfig.from_dict(configs[0]) if configs else SegmentationConfig()
+    return config if min_frequency is None else replace(config, min_frequency=min_frequency)
+
+
+@dataclass(frozen=True)
+class WhisperSegSegmenter:
+    model: WhisperSegModel
+
+    def segment(
+        self, audio: np.ndarray, sr: int, min_frequency: float | None = None
+    ) -> list[Segment]:
+        return segment_recording(self.model, audio, sr, inference_config(self.model, min_frequency))
+
+
+@dataclass(frozen=True)
+class EnergySegmenter:
+    cluster: str = "vocal"
+
+    def segment(
+        self, audio: np.ndarray, sr: int, min_frequency: float | None = None
+    ) -> list[Segment]:
+        """``min_frequency`` can raise the band floor, never lower it: below it mains hum
+        and handling noise would count as vocal energy."""
+        floor = max(min_frequency or 0.0, EnergyParams().min_frequency)
+        return energy_segments(audio, sr, EnergyParams(min_frequency=floor), self.cluster)
+
+
+class ModelRegistry:
+    """Lists, validates and lazily loads the models of one folder; safe to share across threads."""
+
+    def __init__(self, models_dir: Path | str, max_loaded: int = 2, device: str | None = None):
+        self.models_dir = Path(models_dir)
+        self.max_loaded = max(1, max_loaded)
+        self.device = device
+        self._lock = threading.Lock()
+        # name -> (identity of its config.json when loaded, model), least recently used first
+        self._loaded: OrderedDict[str, tuple[tuple[int, int], WhisperSegModel]] = OrderedDict()
+        self._load_locks: dict[str, threading.Lock] = {}
+
+    def folders(self) -> list[Path]:
+        """Candidate model folders; hidden ones are staging or retired copies."""
+        if not self.models_dir.is_dir():
+            return []
+        return sorted(
+            p for p in self.models_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
+        )
+
+    def list_ready(self) -> list[ModelInfo]:
+        """Ready WhisperSeg models by name, then the energy baseline (always ready)."""
+        ready = []
+        for folder in self.folders():
+            job = read_job(folder)
+            if _is_ready(folder, job):
+                ready.append(ModelInfo(folder.name, "whisperseg", (job or {}).get("owner")))
+        return [*ready, ModelInfo(ENERGY_MODEL, "energy")]
+
+    @property
+    def default_model_name(self) -> str:
+        names = [info.name for info in self.list_ready()]
+        return DEFAULT_MODEL if DEFAULT_MODEL in names else names[0]
+
+    def validate_new_name(self, name: str) -> None:
+        """Raise :class:`ModelNameError` unless ``name`` is safe and free for a new model.
+
+        Names are compared ignoring case (folders collide on case-insensitive disks);
+        only a failed or cancelled job's folder gives its name up.
+        """
+        problem = _name_problem(name)
+        if problem:
+            raise ModelNameError(problem)
+        for folder in self.folders():
+            if folder.name.casefold() != name.casefold():
+                continue
+            job = read_job(folder)
+            if _is_ready(folder, job):
+                raise ModelNameError(f"a model named {folder.name!r} already exists")
+            state = (job or {}).get("state")
+            if state not in FREE_STATES:
+                raise ModelNameError(f"the name {folder.name!r} is in use ({state or 'a folder'})")
+
+    def whisperseg_folder(self, name: str) -> Path:
+        """The folder of a ready WhisperSeg model; :class:`UnknownModelError` otherwise."""
+        folder = self.models_dir / name
+        if _name_problem(name) is not None or not folder.is_dir():
+            raise UnknownModelError(f"no WhisperSeg model named {name!r}")
+        if not _is_ready(folder, read_job(folder)):
+            raise UnknownModelError(f"model {name!r} is not ready")
+        return folder
+
+    def segmenter(self, name: str) -> Segmenter:
+        if name == ENERGY_MODEL:
+            return EnergySegmenter()
+        return WhisperSegSegmenter(self.load(name))
+
+    @property
+    def loaded_names(self) -> list[str]:
+        """Names of the models in memory, least recently used first."""
+        with self._lock:
+            return list(self._loaded)
+
+    def load(self, name: str) -> WhisperSegModel:
+        """The cached inference model, loaded on first use (once, however many ask at once).
+
+        A folder replaced since it was loaded (same name, new weights) is loaded again.
+        """
+        folder = self.whisperseg_folder(name)
+        try:
+            info = (folder / "config.json").stat()
+        except FileNotFoundError as exc:
+            raise UnknownModelError(f"model {name!r} is not ready") from exc
+        identity = (info.st_ino, info.st_mtime_ns)
+        with self._lock:
+            name_lock = self._load_locks.setdefault(name, threading.Lock())
+        with name_lock:
+            model = self._cached(name, identity)
+            if model is None:
+                model = WhisperSegModel.load(folder, device=self.device)
+                with self._lock:
+                    self._loaded[name] = (identity, model)
+                    self._loaded.move_to_end(name)
+                    while len(self._loaded) > self.max_loaded:
+                        self._loaded.popitem(last=False)
+            return model
+
+    def _cached(self, name: str, identity: tuple[int, int]) -> WhisperSegModel | None:
+        with self._lock:
+            entry = self._loaded.get(name)
+            if entry is None or entry[0] != identity:
+                return None
+            self._loaded.move_to_end(name)
+            return entry[1]

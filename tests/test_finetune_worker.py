@@ -1,0 +1,226 @@
+"""Finetuning jobs: lifecycle, failures, cancelling, restarts (finetune_worker)."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import finetune_worker
+from finetune_worker import (
+    FINETUNED_CONFIG_KEY,
+    INTERRUPTED,
+    FinetuneWorker,
+    JobRecord,
+    UnknownJobError,
+    format_eta,
+)
+from labeling import Label, training_clips
+from model_registry import (
+    ENERGY_MODEL,
+    JOB_FILE,
+    ModelNameError,
+    ModelRegistry,
+    UnknownModelError,
+    inference_config,
+)
+from whisperseg.initialize import random_tiny
+from whisperseg.training import TrainingConfig, TrainingExample
+
+SR = 16000
+FAST = TrainingConfig(max_steps=3, batch_size=1, warmup_steps=1, augment=False)
+
+
+@pytest.fixture(scope="module")
+def examples() -> list[TrainingExample]:
+    """Two annotated seconds of noise with labelled calls, as /finetune-whisperseg makes them."""
+    audio = np.random.default_rng(0).normal(0, 0.05, 3 * SR).astype(np.float32)
+    labels = [Label(0.3, 0.5, "finch", "b1", "A"), Label(1.2, 1.4, "finch", "b1", "B")]
+    return training_clips(audio, SR, [(0.0, 2.0)], labels, spec_time_step=0.0025)
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> ModelRegistry:
+    random_tiny().save(tmp_path / "whisperseg-tiny")
+    return ModelRegistry(tmp_path)
+
+
+@pytest.fixture
+def worker(registry: ModelRegistry) -> Iterator[FinetuneWorker]:
+    worker = FinetuneWorker(registry, write_interval_s=0.0)
+    yield worker
+    worker.close(timeout=60)
+
+
+class Gate:
+    """Holds training after each step until released; records what was visible meanwhile."""
+
+    def __init__(self, worker: FinetuneWorker):
+        self.worker = worker
+        self.paused = threading.Event()
+        self.release = threading.Event()
+        self.seen: list[tuple[JobRecord, dict]] = []
+
+    def after_step(self, name: str) -> None:
+        on_disk = json.loads((self.worker.registry.models_dir / name / JOB_FILE).read_text())
+        self.seen.append((self.worker.job(name), on_disk))
+        self.paused.set()
+        self.release.wait(30)
+
+
+@pytest.fixture
+def gate(monkeypatch: pytest.MonkeyPatch, worker: FinetuneWorker) -> Iterator[Gate]:
+    """Training pauses after every step until ``gate.release`` is set."""
+    gate = Gate(worker)
+    real_finetune = finetune_worker.finetune
+
+    def gated_finetune(model, examples, config, progress, should_stop):
+        name = next(r.name for r in worker.jobs() if r.state == "training")
+
+        def report(p):
+            progress(p)
+            gate.after_step(name)
+
+        return real_finetune(model, examples, config, progress=report, should_stop=should_stop)
+
+    monkeypatch.setattr(finetune_worker, "finetune", gated_finetune)
+    yield gate
+    gate.release.set()
+
+
+def wait_until_finished(worker: FinetuneWorker, name: str, timeout: float = 120) -> JobRecord:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        record = worker.job(name)
+        if record is not None and not record.active:
+            return record
+        time.sleep(0.02)
+    raise AssertionError(f"job {name} still {worker.job(name)}")
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(None, "--:--:--"), (math.inf, "--:--:--"), (0, "00:00:00"), (61.4, "00:01:01"),
+     (3 * 3600 + 5, "03:00:05"), (-3, "00:00:00")],
+)  # fmt: skip
+def test_format_eta(seconds, text):
+    assert format_eta(seconds) == text
+
+
+def test_job_lifecycle_to_a_ready_model(worker, registry, examples, gate):
+    gate.release.set()
+    inference_model = registry.load("whisperseg-tiny")
+    weights_before = inference_model.network.model.encoder.conv1.weight.clone()
+    request = {"audio_id": "abc", "token": "secret"}
+    submitted = worker.submit("finch-v1", "whisperseg-tiny", examples, "alice", request, FAST)
+    assert submitted.state == "queued" and submitted.eta == "--:--:--"
+
+    done = wait_until_finished(worker, "finch-v1")
+    assert done.state == "done", done.error
+    assert (done.progress, done.eta, done.owner) == (1.0, "00:00:00", "alice")
+    assert done.loss is not None and done.started and done.finished
+    progress = [record.progress for record, _ in gate.seen]
+    assert progress == pytest.approx([1 / 3, 2 / 3, 1.0])
+    assert all(record.state == "training" and record.eta_s is not None for record, _ in gate.seen)
+    assert gate.seen[0][0].eta_s > gate.seen[-1][0].eta_s == 0
+    assert [on_disk["state"] for _, on_disk in gate.seen] == ["training"] * 3
+    assert [on_disk["progress"] for _, on_disk in gate.seen] == progress
+
+    folder = registry.models_dir / "finch-v1"
+    assert json.loads((folder / JOB_FILE).read_text())["state"] == "done"
+    assert json.loads((folder / JOB_FILE).read_text())["request"] == {"audio_id": "abc"}
+    assert [p.name for p in registry.models_dir.iterdir() if p.name.startswith(".")] == []
+    assert ("finch-v1", "alice") in [(m.name, m.owner) for m in registry.list_ready()]
+
+    trained = registry.load("finch-v1")
+    assert list(trained.default_segmentation_config)[0] == FINETUNED_CONFIG_KEY
+    config = inference_config(trained)
+    assert (config.sr, config.spec_time_step) == (SR, 0.0025)
+    assert any(name.endswith("A") for name in trained.cluster_codebook)
+    # training used its own copy: the cached inference model is untouched
+    assert registry.load("whisperseg-tiny") is inference_model
+    assert torch.equal(inference_model.network.model.encoder.conv1.weight, weights_before)
+
+
+def test_training_does_not_block_other_requests(worker, registry, examples, gate):
+    worker.submit("busy", "whisperseg-tiny", examples, config=FAST)
+    assert gate.paused.wait(60)
+    assert worker.job("busy").state == "training"
+    assert [m.name for m in registry.list_ready()] == ["whisperseg-tiny", ENERGY_MODEL]
+    assert registry.load("whisperseg-tiny") is not None
+    with pytest.raises(ModelNameError, match="in use"):
+        registry.validate_new_name("busy")
+    gate.release.set()
+    assert wait_until_finished(worker, "busy").state == "done"
+
+
+def test_a_failing_job_is_recorded_and_the_worker_goes_on(worker, registry, examples):
+    unlabelled = [TrainingExample(examples[0].audio, SR, (), 0.0025)]
+    worker.submit("broken", "whisperseg-tiny", unlabelled, config=FAST)
+    worker.submit("next", "whisperseg-tiny", examples, config=FAST)
+    failed = wait_until_finished(worker, "broken")
+    assert failed.state == "failed"
+    assert failed.error == "no labelled segments to train on"
+    assert wait_until_finished(worker, "next").state == "done"
+    assert "broken" not in [m.name for m in registry.list_ready()]
+    registry.validate_new_name("broken")  # a failed job frees its name
+
+
+def test_submit_refuses_taken_names_and_unknown_initial_models(worker, examples):
+    with pytest.raises(ModelNameError):
+        worker.submit("whisperseg-tiny", "whisperseg-tiny", examples, config=FAST)
+    with pytest.raises(ModelNameError):
+        worker.submit("../escape", "whisperseg-tiny", examples, config=FAST)
+    for initial in ("missing", ENERGY_MODEL, "../whisperseg-tiny"):
+        with pytest.raises(UnknownModelError):
+            worker.submit("new", initial, examples, config=FAST)
+    assert worker.jobs() == []
+
+
+def test_cancel_queued_and_running_jobs(worker, registry, examples, gate):
+    worker.submit("running", "whisperseg-tiny", examples, config=FAST)
+    worker.submit("waiting", "whisperseg-tiny", examples, config=FAST)
+    assert gate.paused.wait(60)
+    assert worker.job("waiting").state == "queued"
+
+    assert worker.cancel("waiting").state == "cancelled"
+    on_disk = json.loads((registry.models_dir / "waiting" / JOB_FILE).read_text())
+    assert on_disk["state"] == "cancelled"
+
+    worker.cancel("running")
+    gate.release.set()
+    assert wait_until_finished(worker, "running").state == "cancelled"
+    assert not (registry.models_dir / "running" / "config.json").exists()
+    assert [m.name for m in registry.list_ready()] == ["whisperseg-tiny", ENERGY_MODEL]
+    with pytest.raises(UnknownJobError):
+        worker.cancel("running")
+
+    worker.submit("running", "whisperseg-tiny", examples, config=FAST)  # the name is free again
+    assert wait_until_finished(worker, "running").state == "done"
+
+
+def test_a_restart_marks_unfinished_jobs_failed(registry, examples):
+    for name, state in (("was-queued", "queued"), ("was-training", "training"), ("ok", "done")):
+        folder = registry.models_dir / name
+        folder.mkdir()
+        (folder / JOB_FILE).write_text(json.dumps({"state": state, "initial_model": "x"}))
+    worker = FinetuneWorker(registry)
+    try:
+        states = {r.name: (r.state, r.error) for r in worker.jobs()}
+        assert states == {
+            "was-queued": ("failed", INTERRUPTED),
+            "was-training": ("failed", INTERRUPTED),
+            "ok": ("done", None),
+        }
+        on_disk = json.loads((registry.models_dir / "was-training" / JOB_FILE).read_text())
+        assert (on_disk["state"], on_disk["error"]) == ("failed", INTERRUPTED)
+        assert [m.name for m in registry.list_ready()] == ["whisperseg-tiny", ENERGY_MODEL]
+    finally:
+        worker.close()

@@ -1,0 +1,92 @@
+"""Score a segmenter on annotated recordings, each at its own species' settings."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from whisperseg.datasets import AnnotatedRecording, held_out_group, load_recording
+from whisperseg.metrics import evaluate_files
+from whisperseg.model import WhisperSegModel
+from whisperseg.segment import Segment
+from whisperseg.segmentation import SegmentationConfig, segment_recording
+
+Segmenter = Callable[[AnnotatedRecording], list[Segment]]
+
+
+def recording_config(recording: AnnotatedRecording, num_trials: int = 3) -> SegmentationConfig:
+    """The species settings stored with an annotated recording."""
+    return SegmentationConfig(
+        sr=recording.species_sr,
+        min_frequency=recording.min_frequency,
+        spec_time_step=recording.spec_time_step,
+        min_segment_length=recording.min_segment_length,
+        eps=recording.eps,
+        num_trials=num_trials,
+    )
+
+
+def whisperseg_segmenter(model: WhisperSegModel, num_trials: int = 3) -> Segmenter:
+    def run(recording: AnnotatedRecording) -> list[Segment]:
+        config = recording_config(recording, num_trials)
+        return segment_recording(model, recording.audio, recording.sr, config)
+
+    return run
+
+
+@dataclass(frozen=True)
+class EvaluationReport:
+    """Metrics per group of files (summed over the group's files) and compute time."""
+
+    groups: dict[str, dict]
+    audio_seconds: float
+    compute_seconds: float
+
+    @property
+    def real_time_factor(self) -> float:
+        return self.compute_seconds / self.audio_seconds if self.audio_seconds else 0.0
+
+
+def group_name(path: Path) -> str:
+    """Held-out files by their group, other files by their folder."""
+    return held_out_group(path) or path.parent.name
+
+
+def evaluate(
+    segmenter: Segmenter,
+    paths: Iterable[Path],
+    tolerance: float | None = None,
+    match_cluster: bool = False,
+    progress: Callable[[Path], None] | None = None,
+) -> EvaluationReport:
+    """Segment every recording and score it against its labels.
+
+    ``tolerance`` None uses each file's own (its json's ``tolerance``). Clusters are
+    ignored by default: the shared recordings are voice-activity labels.
+    """
+    pairs: dict[str, list] = defaultdict(list)
+    tolerances: dict[str, float] = {}
+    frame_steps: dict[str, float] = {}
+    audio_seconds = compute_seconds = 0.0
+    for path in paths:
+        recording = load_recording(path)
+        started = time.perf_counter()
+        predicted = segmenter(recording)
+        compute_seconds += time.perf_counter() - started
+        audio_seconds += recording.duration
+        group = group_name(Path(path))
+        pairs[group].append((predicted, list(recording.segments)))
+        tolerances[group] = tolerance if tolerance is not None else recording.tolerance
+        frame_steps[group] = recording.time_per_frame_for_scoring
+        if progress:
+            progress(Path(path))
+    groups = {
+        group: evaluate_files(
+            file_pairs, tolerances[group], frame_steps[group], match_cluster=match_cluster
+        )
+        for group, file_pairs in sorted(pairs.items())
+    }
+    return EvaluationReport(groups, audio_seconds, compute_seconds)

@@ -13,7 +13,7 @@ import base64
 import logging
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -23,9 +23,20 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from annotation_export import FORMATS
 from annotation_store import AnnotationStore
-from audio_io import AudioDecodeError, AudioTooLarge, DecodedAudio, decode_audio, encode_wav_int16
+from audio_io import (
+    AudioDecodeError,
+    AudioTooLarge,
+    DecodedAudio,
+    decode_audio,
+    encode_wav_int16,
+    to_float32,
+)
 from audio_store import AudioStore, ResampleTooLarge, UnknownAudio
+from auth import NotAuthorized, TokenAuth
+from finetune_worker import FINETUNE_DEFAULTS, FinetuneWorker, JobRecord, UnknownJobError
 from http_api import ApiError, ApiModel, JsonApi
+from labeling import Label, NoTrainingData, merge_labels, training_clips
+from model_registry import ModelNameError, ModelRegistry, UnknownModelError
 from server_settings import ServerSettings
 from spectrogram import (
     MAX_N_FFT,
@@ -50,6 +61,11 @@ ERROR_STATUSES: dict[type[Exception], int] = {
     AudioTooLarge: 413,
     SpecConfigError: 400,
     ResampleTooLarge: 400,
+    NotAuthorized: 403,
+    UnknownModelError: 404,
+    UnknownJobError: 404,
+    ModelNameError: 400,
+    NoTrainingData: 400,
 }
 MAX_SAMPLING_RATE = 1_000_000
 MAX_VISUALIZATION_LENGTH = 1_000_000
@@ -63,6 +79,9 @@ class Services:
     settings: ServerSettings
     audio: AudioStore
     annotations: AnnotationStore
+    models: ModelRegistry
+    training: FinetuneWorker
+    auth: TokenAuth
 
 
 def services() -> Services:
@@ -75,6 +94,7 @@ def create_app(settings: ServerSettings) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes
     app.json.sort_keys = False
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    models = ModelRegistry(settings.models_dir, max_loaded=settings.max_loaded_models)
     app.extensions["whisperseg"] = Services(
         settings=settings,
         audio=AudioStore(
@@ -82,6 +102,9 @@ def create_app(settings: ServerSettings) -> Flask:
             idle_timeout_s=settings.idle_timeout_hours * 3600,
         ),
         annotations=AnnotationStore(settings.data_dir / "annotations.sqlite3"),
+        models=models,
+        training=FinetuneWorker(models),
+        auth=TokenAuth.from_file(settings.auth_tokens_file),
     )
     CORS(app)
     api.init_app(app, ERROR_STATUSES)
@@ -378,6 +401,210 @@ def annotation_time(body: AnnotationTimeLog) -> dict[str, str]:
     """Store the frontend's annotation-time log."""
     services().annotations.add_time_log(body.log)
     return {"message": "Annotation time log stored."}
+
+
+# --- Models ------------------------------------------------------------------------------
+
+
+class TokenRequest(ApiModel):
+    token: str | None = Field(None, description="Needed only when token authentication is on")
+
+
+class Area(ApiModel):
+    onset: float = Field(allow_inf_nan=False)
+    offset: float = Field(allow_inf_nan=False)
+
+
+LabelName = str | int | float | None
+
+
+def _label_name(value: LabelName) -> str:
+    """Missing names and the frontend's -1 ("no value") become "Unknown"."""
+    return "Unknown" if value in (None, "", -1, "-1") else str(value)
+
+
+class HumanLabel(Area):
+    species: LabelName = None
+    individual: LabelName = None
+    clustername: LabelName = None
+
+    def to_label(self) -> Label:
+        names = (self.species, self.individual, self.clustername)
+        return Label(self.onset, self.offset, *map(_label_name, names))
+
+
+def _model_entry(name: str, status: str = "ready", eta: str = "--:--:--") -> dict[str, str]:
+    return {"model_name": name, "status": status, "eta": eta}
+
+
+def _visible_models(token: str | None, finetunable: bool = False) -> list[dict[str, str]]:
+    user = services().auth.user(token, "inference")
+    return [
+        _model_entry(info.name)
+        for info in services().models.list_ready()
+        if services().auth.can_see(user, info.owner) and (info.can_finetune or not finetunable)
+    ]
+
+
+@api.post("/list-models-available-for-inference", body=TokenRequest, tags=["Models"])
+def list_models_for_inference(body: TokenRequest) -> dict[str, list]:
+    """Models get-labels can use now (status "ready")."""
+    return {"response": _visible_models(body.token)}
+
+
+@api.post("/list-models-available-for-finetuning", body=TokenRequest, tags=["Models"])
+def list_models_for_finetuning(body: TokenRequest) -> dict[str, list]:
+    """Models a finetuning job can start from."""
+    return {"response": _visible_models(body.token, finetunable=True)}
+
+
+@api.post("/list-models-training-in-progress", body=TokenRequest, tags=["Models"])
+def list_models_training(body: TokenRequest) -> dict[str, list]:
+    """Queued and training jobs with a live ETA (HH:MM:SS)."""
+    user = services().auth.user(body.token, "inference")
+    return {
+        "response": [
+            _model_entry(job.name, job.state, job.eta) for job in _visible_jobs(user) if job.active
+        ]
+    }
+
+
+def _visible_jobs(user: str | None) -> list[JobRecord]:
+    return [j for j in services().training.jobs() if services().auth.can_see(user, j.owner)]
+
+
+def _usable_model(name: str | None, user: str | None) -> str:
+    """The named model (default: the shipped one) if it is ready and this user may use it."""
+    models = services().models
+    name = name or models.default_model_name
+    info = next((m for m in models.list_ready() if m.name == name), None)
+    if info is None or not services().auth.can_see(user, info.owner):
+        raise ApiError(404, f"Unknown model {name!r}: ask list-models-available-for-inference")
+    return name
+
+
+class GetLabelsRequest(TokenRequest):
+    audio_id: str
+    model_name: str | None = Field(None, description="Default: the shipped model")
+    min_frequency: float | None = Field(None, ge=0, description="Hz; default: the model's")
+    annotated_areas: list[Area] = Field(default_factory=list)
+    human_labels: list[HumanLabel] = Field(default_factory=list)
+
+
+@api.post("/get-labels", body=GetLabelsRequest, tags=["Models"])
+def get_labels(body: GetLabelsRequest) -> dict[str, list]:
+    """The model's segments outside the annotated areas, the human labels inside them."""
+    user = services().auth.user(body.token, "inference")
+    channel = services().audio.get(body.audio_id)
+    name = _usable_model(body.model_name, user)
+    segmenter = services().models.segmenter(name)
+    predictions = segmenter.segment(
+        to_float32(channel.samples), channel.sample_rate, body.min_frequency
+    )
+    labels = merge_labels(
+        predictions,
+        [label.to_label() for label in body.human_labels],
+        [(area.onset, area.offset) for area in body.annotated_areas],
+    )
+    return {
+        "labels": [
+            {
+                "onset": label.onset,
+                "offset": label.offset,
+                "species": label.species,
+                "individual": label.individual,
+                "clustername": label.clustername,
+            }
+            for label in labels
+        ]
+    }
+
+
+class FinetuneRequest(TokenRequest):
+    audio_id: str
+    new_model_name: str
+    initial_model_name: str | None = Field(None, description="Default: the shipped model")
+    inital_model_name: str | None = Field(None, description="Older spelling, still accepted")
+    min_frequency: float | None = Field(None, ge=0)
+    annotated_areas: list[Area] = Field(default_factory=list)
+    human_labels: list[HumanLabel] = Field(default_factory=list)
+
+
+@api.post("/finetune-whisperseg", body=FinetuneRequest, tags=["Models"])
+def finetune_whisperseg(body: FinetuneRequest) -> dict[str, str]:
+    """Queue finetuning on the annotated areas; answers at once, trains in the background."""
+    user = services().auth.user(body.token, "train")
+    channel = services().audio.get(body.audio_id)
+    services().models.validate_new_name(body.new_model_name)
+    initial = _usable_model(body.initial_model_name or body.inital_model_name, user)
+    examples = training_clips(
+        to_float32(channel.samples),
+        channel.sample_rate,
+        [(area.onset, area.offset) for area in body.annotated_areas],
+        [label.to_label() for label in body.human_labels],
+        min_frequency=body.min_frequency or 0.0,
+    )
+    summary = body.model_dump(exclude={"token", "human_labels"})
+    summary["num_human_labels"] = len(body.human_labels)
+    config = replace(FINETUNE_DEFAULTS, max_steps=services().settings.finetune_max_steps)
+    services().training.submit(body.new_model_name, initial, examples, user, summary, config)
+    return {"message": "Training"}
+
+
+class CancelRequest(TokenRequest):
+    model_name: str
+
+
+@api.post("/cancel-finetuning", body=CancelRequest, tags=["Models"])
+def cancel_finetuning(body: CancelRequest) -> dict[str, Any]:
+    """Cancel a queued or running job; a running one stops at its next step."""
+    user = services().auth.user(body.token, "train")
+    if body.model_name not in {j.name for j in _visible_jobs(user)}:
+        raise ApiError(404, f"No finetuning job named {body.model_name!r}")
+    job = services().training.cancel(body.model_name)
+    return {"message": "Cancelling", "job": _job_reply(job)}
+
+
+def _job_reply(job: JobRecord) -> dict[str, Any]:
+    return {
+        "model_name": job.name,
+        "state": job.state,
+        "progress": job.progress,
+        "eta": job.eta,
+        "loss": job.loss,
+        "error": job.error,
+        "initial_model": job.initial_model,
+        "created": job.created,
+        "started": job.started,
+        "finished": job.finished,
+    }
+
+
+class JobsQuery(ApiModel):
+    token: str | None = None
+
+
+@api.get("/training-jobs", query=JobsQuery, tags=["Models"])
+def training_jobs(query: JobsQuery) -> dict[str, list]:
+    """Every finetuning job this server knows, oldest first, with state, progress and error."""
+    user = services().auth.user(query.token, "inference")
+    return {"jobs": [_job_reply(job) for job in _visible_jobs(user)]}
+
+
+@api.get("/training-jobs/<model_name>", query=JobsQuery, tags=["Models"])
+def training_job(query: JobsQuery, model_name: str) -> dict[str, Any]:
+    """One job's state, progress, ETA, loss and error message."""
+    user = services().auth.user(query.token, "inference")
+    job = next((j for j in _visible_jobs(user) if j.name == model_name), None)
+    if job is None:
+        raise ApiError(404, f"No finetuning job named {model_name!r}")
+    return _job_reply(job)
+
+
+@api.post("/whisperseg-auth", body=TokenRequest, tags=["Models"])
+def whisperseg_auth(body: TokenRequest) -> dict[str, bool]:
+    """Whether a token is valid; every token is with authentication off."""
+    return {"success": services().auth.is_valid(body.token)}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -36,6 +36,8 @@ class ServerSettings:
     url_fetch_max_bytes: int = 1024 * 1024 * 1024
     url_fetch_timeout_s: float = 60.0
     auth_tokens_file: Path | None = None
+    max_loaded_models: int = 2
+    finetune_max_steps: int = 200
 
     @property
     def max_upload_bytes(self) -> int:

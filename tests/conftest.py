@@ -12,7 +12,9 @@ from flask.testing import FlaskClient
 from backend import create_app
 from server_settings import ServerSettings
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+PROJECT = Path(__file__).resolve().parents[1]
+SHARED_DATA = PROJECT.parent / "shared" / "data"
+SHIPPED_MODEL = PROJECT / "models" / "whisperseg-tiny"
 
 
 @pytest.fixture(scope="session")
@@ -31,10 +33,19 @@ def zebra_finch_wav(shared_data: Path) -> Path:
 
 @pytest.fixture
 def make_app(tmp_path: Path) -> Callable[..., Flask]:
-    """Build an app on ``tmp_path/data``; keyword arguments override settings."""
+    """Build an app on ``tmp_path/data``; keyword arguments override settings.
+
+    Its models folder is ``tmp_path/models``, holding a link to the shipped model, so
+    models trained by a test never land in the project.
+    """
+    models_dir = tmp_path / "models"
+    models_dir.mkdir(exist_ok=True)
+    if SHIPPED_MODEL.is_dir() and not (models_dir / SHIPPED_MODEL.name).exists():
+        (models_dir / SHIPPED_MODEL.name).symlink_to(SHIPPED_MODEL, target_is_directory=True)
 
     def build(**overrides) -> Flask:
-        return create_app(ServerSettings(data_dir=tmp_path / "data", **overrides))
+        settings = {"data_dir": tmp_path / "data", "models_dir": models_dir, **overrides}
+        return create_app(ServerSettings(**settings))
 
     return build
 

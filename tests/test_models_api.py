@@ -1,0 +1,376 @@
+"""The Models endpoints as the frontend uses them: list, get-labels, finetune, cancel, auth."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from api_helpers import audio_bytes, upload
+from conftest import SHIPPED_MODEL
+from flask import Flask
+from flask.testing import FlaskClient
+
+from example_audios.make_example_song import make_song
+from whisperseg.datasets import load_recording
+from whisperseg.metrics import evaluate_files
+from whisperseg.segment import Segment
+
+pytestmark = pytest.mark.skipif(
+    not SHIPPED_MODEL.is_dir(), reason=f"shipped model missing at {SHIPPED_MODEL}"
+)
+NO_TRAINING_DATA = "No valid training data specified. Re-check the annotated areas."
+HELD_OUT_ADULT = "zebra_finch/adults/zebra_finch_g4p5U-f00049.wav"
+
+
+def model_names(client: FlaskClient, path: str, **body) -> dict[str, dict]:
+    reply = client.post(path, json=body) if body else client.post(path)
+    assert reply.status_code == 201, reply.get_json()
+    return {entry["model_name"]: entry for entry in reply.get_json()["response"]}
+
+
+def upload_file(client: FlaskClient, wav: Path) -> str:
+    reply = upload(client, wav.read_bytes(), wav.name)
+    assert reply.status_code == 201, reply.get_json()
+    return reply.get_json()["channels"][0]["audio_id"]
+
+
+def as_segments(labels: list[dict], cluster_key: str | None = None) -> list[Segment]:
+    return [
+        Segment(x["onset"], x["offset"], x[cluster_key] if cluster_key else "vocal") for x in labels
+    ]
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+
+
+def test_the_shipped_model_and_the_baseline_are_ready(client: FlaskClient) -> None:
+    inference = model_names(client, "/list-models-available-for-inference")
+    assert inference["whisperseg-tiny"] == {
+        "model_name": "whisperseg-tiny",
+        "status": "ready",
+        "eta": "--:--:--",
+    }
+    assert inference["energy-threshold"]["status"] == "ready"
+    finetunable = model_names(client, "//list-models-available-for-finetuning", token=None)
+    assert "whisperseg-tiny" in finetunable and "energy-threshold" not in finetunable
+    assert model_names(client, "/list-models-training-in-progress") == {}
+
+
+def test_get_labels_finds_the_songs_of_a_held_out_bird(
+    client: FlaskClient, shared_data: Path
+) -> None:
+    wav = shared_data / HELD_OUT_ADULT
+    audio_id = upload_file(client, wav)
+    reply = client.post("/get-labels", json={"audio_id": audio_id, "model_name": None})
+    assert reply.status_code == 201, reply.get_json()
+    labels = reply.get_json()["labels"]
+    assert labels and set(labels[0]) >= {"onset", "offset", "species", "individual", "clustername"}
+    assert [x["onset"] for x in labels] == sorted(x["onset"] for x in labels)
+    assert {(x["species"], x["individual"], x["clustername"]) for x in labels} == {
+        ("Unknown", "Unknown", "vocal")
+    }
+    truth = load_recording(wav).segments
+    scores = evaluate_files([(as_segments(labels), truth)], tolerance=0.01, match_cluster=False)
+    assert scores["segment_f1"] >= 0.9, scores
+
+
+def test_get_labels_keeps_the_human_labels_inside_annotated_areas(
+    client: FlaskClient, shared_data: Path
+) -> None:
+    audio_id = upload_file(client, shared_data / HELD_OUT_ADULT)
+    human = {
+        "onset": 0.5,
+        "offset": 0.6,
+        "species": "zf",
+        "individual": "g4p5U",
+        "clustername": "x",
+    }
+    body = {
+        "audio_id": audio_id,
+        "model_name": "whisperseg-tiny",
+        "annotated_areas": [{"onset": 0.0, "offset": 5.0}],
+        "human_labels": [human, {**human, "onset": 9.0, "offset": 9.1}],
+    }
+    labels = client.post("/get-labels", json=body).get_json()["labels"]
+    inside = [x for x in labels if x["onset"] < 5.0]
+    assert inside == [human]  # the human label outside every area is not returned
+    assert len(labels) > 10 and all(x["clustername"] == "vocal" for x in labels[1:])
+
+
+def test_get_labels_with_the_energy_baseline(client: FlaskClient, shared_data: Path) -> None:
+    audio_id = upload_file(client, shared_data / HELD_OUT_ADULT)
+    reply = client.post(
+        "/get-labels", json={"audio_id": audio_id, "model_name": "energy-threshold"}
+    )
+    assert reply.status_code == 201 and len(reply.get_json()["labels"]) > 10
+
+
+def test_get_labels_refuses_unknown_models_audio_and_bad_areas(client: FlaskClient) -> None:
+    audio_id = upload(client, audio_bytes(np.zeros(16000, np.float32), 16000)).get_json()[
+        "channels"
+    ][0]["audio_id"]
+    unknown_model = client.post("/get-labels", json={"audio_id": audio_id, "model_name": "nope"})
+    assert unknown_model.status_code == 404 and "nope" in unknown_model.get_json()["error"]
+    unknown_audio = client.post("/get-labels", json={"audio_id": "123", "model_name": None})
+    assert unknown_audio.status_code == 404
+    bad_area = client.post(
+        "/get-labels", json={"audio_id": audio_id, "annotated_areas": [{"onset": "soon"}]}
+    )
+    assert bad_area.status_code == 400 and "error" in bad_area.get_json()
+
+
+def test_finetune_refuses_bad_requests_and_changes_nothing(
+    client: FlaskClient, shared_data: Path, tmp_path: Path
+) -> None:
+    audio_id = upload_file(client, shared_data / HELD_OUT_ADULT)
+    good = {
+        "audio_id": audio_id,
+        "annotated_areas": [{"onset": 0, "offset": 5}],
+        "human_labels": [{"onset": 1.0, "offset": 1.1, "species": "zf", "clustername": "a"}],
+        "new_model_name": "mine",
+        "initial_model_name": "whisperseg-tiny",
+    }
+    before = sorted(p.name for p in (tmp_path / "models").iterdir())
+    cases = [
+        ({"annotated_areas": []}, 400, NO_TRAINING_DATA),
+        ({"annotated_areas": [{"onset": 5, "offset": 2}]}, 400, NO_TRAINING_DATA),
+        ({"human_labels": []}, 400, NO_TRAINING_DATA),
+        ({"new_model_name": "../escape"}, 400, ".."),
+        ({"new_model_name": "/etc/passwd"}, 400, "name"),
+        ({"new_model_name": "a/b"}, 400, "name"),
+        ({"new_model_name": "modèle\u202e"}, 400, "name"),
+        ({"new_model_name": "whisperseg-tiny"}, 400, "already"),
+        ({"new_model_name": "energy-threshold"}, 400, "reserved"),
+        ({"initial_model_name": "missing-model"}, 404, "missing-model"),
+        ({"audio_id": "unknown"}, 404, "unknown"),
+    ]
+    for change, status, message in cases:
+        reply = client.post("/finetune-whisperseg", json={**good, **change})
+        assert reply.status_code == status, (change, reply.get_json())
+        assert message in reply.get_json()["error"], (change, reply.get_json())
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == before
+    assert model_names(client, "/list-models-training-in-progress") == {}
+
+
+def _song_request(audio_id: str, segments: list[Segment], name: str, until: float) -> dict:
+    labels = [
+        {
+            "onset": s.onset,
+            "offset": s.offset,
+            "species": "synthetica",
+            "individual": "bird7",
+            "clustername": s.cluster,
+        }
+        for s in segments
+        if s.offset <= until
+    ]
+    return {
+        "audio_id": audio_id,
+        "annotated_areas": [{"onset": 0.0, "offset": until}],
+        "human_labels": labels,
+        "new_model_name": name,
+        "inital_model_name": "whisperseg-tiny",  # the older spelling the frontend sends
+        "min_frequency": 0,
+    }
+
+
+def test_finetuning_on_the_first_part_of_a_song_labels_the_rest(
+    make_app: Callable[..., Flask],
+) -> None:
+    """Three syllable types, labelled by hand in the first half, found by type in the second."""
+    client = make_app(finetune_max_steps=120).test_client()
+    audio, truth = make_song(seed=11, duration=40.0)
+    audio_id = upload(client, audio_bytes(audio, 32000)).get_json()["channels"][0]["audio_id"]
+    reply = client.post(
+        "/finetune-whisperseg", json=_song_request(audio_id, truth, "song-abc", 20.0)
+    )
+    assert reply.status_code == 201 and reply.get_json() == {"message": "Training"}
+
+    etas, latencies, failures = [], [], []
+
+    def ask_for_labels() -> None:  # a second user keeps working while the model trains
+        started = time.monotonic()
+        r = client.post("/get-labels", json={"audio_id": audio_id, "model_name": "whisperseg-tiny"})
+        latencies.append(time.monotonic() - started)
+        if r.status_code != 201:
+            failures.append(r.get_json())
+
+    def trained() -> bool:
+        training = model_names(client, "/list-models-training-in-progress")
+        if "song-abc" in training:
+            assert training["song-abc"]["status"] in ("queued", "training")
+            etas.append(training["song-abc"]["eta"])
+            if len(latencies) < 2:
+                worker = threading.Thread(target=ask_for_labels)
+                worker.start()
+                worker.join()
+        return "song-abc" in model_names(client, "/list-models-available-for-inference")
+
+    wait_for(trained, timeout=900, what="the finetuned model")
+    assert not failures and len(latencies) >= 1
+    assert len({eta for eta in etas if eta != "--:--:--"}) >= 2, etas  # the ETA moves
+    assert "song-abc" not in model_names(client, "/list-models-training-in-progress")
+    assert "song-abc" in model_names(client, "/list-models-available-for-finetuning")
+
+    body = {
+        "audio_id": audio_id,
+        "model_name": "song-abc",
+        "annotated_areas": [{"onset": 0, "offset": 20}],
+    }
+    labels = client.post("/get-labels", json=body).get_json()["labels"]
+    predicted = [x for x in labels if x["onset"] >= 20.0]
+    assert {x["species"] for x in predicted} == {"synthetica"}
+    assert {x["clustername"] for x in predicted} <= {"A", "B", "C"}
+    rest = [s for s in truth if s.onset >= 20.0]
+    scores = evaluate_files([(as_segments(predicted, "clustername"), rest)], tolerance=0.01)
+    print("synthetic song, typed segment F1 on the unlabelled half:", scores["segment_f1"])
+    assert scores["segment_f1"] >= 0.8, scores
+
+
+def test_finetuning_on_a_real_canary_recording(
+    make_app: Callable[..., Flask], shared_data: Path
+) -> None:
+    client = make_app(finetune_max_steps=120).test_client()
+    wav = shared_data / "canary" / "llb16_1612_2018_05_10_12_13_41.wav"
+    recording = load_recording(wav)
+    audio_id = upload_file(client, wav)
+    half = recording.duration / 2
+    labels = [
+        {"onset": s.onset, "offset": s.offset, "species": "canary", "clustername": "vocal"}
+        for s in recording.segments
+        if s.offset <= half
+    ]
+    request = {
+        "audio_id": audio_id,
+        "annotated_areas": [{"onset": 0, "offset": half}],
+        "human_labels": labels,
+        "new_model_name": "canary-1612",
+        "initial_model_name": "whisperseg-tiny",
+    }
+    assert client.post("/finetune-whisperseg", json=request).status_code == 201
+    wait_for(
+        lambda: "canary-1612" in model_names(client, "/list-models-available-for-inference"),
+        timeout=900,
+        what="the canary model",
+    )
+    body = {
+        "audio_id": audio_id,
+        "model_name": "canary-1612",
+        "annotated_areas": [{"onset": 0, "offset": half}],
+    }
+    predicted = [
+        x for x in client.post("/get-labels", json=body).get_json()["labels"] if x["onset"] >= half
+    ]
+    assert {x["species"] for x in predicted} == {"canary"}
+    rest = [s for s in recording.segments if s.onset >= half]
+    scores = evaluate_files([(as_segments(predicted), rest)], tolerance=0.01, match_cluster=False)
+    print("canary, segment F1 on the unlabelled half:", scores["segment_f1"])
+    assert scores["segment_f1"] >= 0.6, scores
+
+
+def test_cancel_a_job_and_reuse_its_name(make_app: Callable[..., Flask], tmp_path: Path) -> None:
+    client = make_app(finetune_max_steps=5000).test_client()
+    audio, truth = make_song(seed=2, duration=10.0)
+    audio_id = upload(client, audio_bytes(audio, 32000)).get_json()["channels"][0]["audio_id"]
+    request = _song_request(audio_id, truth, "to-cancel", 10.0)
+    assert client.post("/finetune-whisperseg", json=request).status_code == 201
+    wait_for(
+        lambda: client.get("/training-jobs/to-cancel").get_json()["state"] == "training",
+        timeout=120,
+        what="training to start",
+    )
+    reply = client.post("/cancel-finetuning", json={"model_name": "to-cancel"})
+    assert reply.status_code == 201
+    wait_for(
+        lambda: client.get("/training-jobs/to-cancel").get_json()["state"] == "cancelled",
+        timeout=120,
+        what="the cancellation",
+    )
+    assert "to-cancel" not in model_names(client, "/list-models-available-for-inference")
+    assert "to-cancel" not in model_names(client, "/list-models-training-in-progress")
+    assert not (tmp_path / "models" / "to-cancel" / "model.safetensors").exists()
+    assert client.post("/cancel-finetuning", json={"model_name": "never-was"}).status_code == 404
+    assert client.post("/finetune-whisperseg", json=request).status_code == 201  # name free again
+    client.post("/cancel-finetuning", json={"model_name": "to-cancel"})
+
+
+def test_a_failing_job_is_reported_and_the_next_one_still_runs(
+    make_app: Callable[..., Flask], tmp_path: Path
+) -> None:
+    broken = tmp_path / "models" / "broken"
+    broken.mkdir(parents=True)
+    (broken / "config.json").write_text(json.dumps({"model_type": "whisper"}))
+    (broken / "model.safetensors").write_bytes(b"not a model")
+    client = make_app(finetune_max_steps=3).test_client()
+    audio, truth = make_song(seed=4, duration=6.0)
+    audio_id = upload(client, audio_bytes(audio, 32000)).get_json()["channels"][0]["audio_id"]
+    bad = {**_song_request(audio_id, truth, "from-broken", 6.0), "inital_model_name": "broken"}
+    assert client.post("/finetune-whisperseg", json=bad).status_code == 201
+    good = _song_request(audio_id, truth, "after-broken", 6.0)
+    assert client.post("/finetune-whisperseg", json=good).status_code == 201
+    wait_for(
+        lambda: client.get("/training-jobs/after-broken").get_json()["state"] == "done",
+        timeout=300,
+        what="the second job",
+    )
+    failed = client.get("/training-jobs/from-broken").get_json()
+    assert failed["state"] == "failed" and failed["error"]
+    assert "from-broken" not in model_names(client, "/list-models-available-for-inference")
+    assert client.get("/get-status").status_code == 200
+
+
+def test_with_tokens_users_see_shipped_models_and_their_own(
+    make_app: Callable[..., Flask], tmp_path: Path
+) -> None:
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(
+        json.dumps(
+            {
+                "tokens": {
+                    "alice-token": {"user": "alice", "rights": ["inference", "train"]},
+                    "bob-token": {"user": "bob", "rights": ["inference"]},
+                }
+            }
+        )
+    )
+    client = make_app(auth_tokens_file=tokens, finetune_max_steps=2).test_client()
+    assert client.post("/whisperseg-auth", json={"token": "alice-token"}).get_json() == {
+        "success": True
+    }
+    assert client.post("/whisperseg-auth", json={"token": "guess"}).get_json() == {"success": False}
+    denied = client.post("/list-models-available-for-inference", json={"token": "guess"})
+    assert denied.status_code == 403 and "token" in denied.get_json()["error"]
+
+    audio, truth = make_song(seed=5, duration=6.0)
+    audio_id = upload(client, audio_bytes(audio, 32000)).get_json()["channels"][0]["audio_id"]
+    request = {**_song_request(audio_id, truth, "alices-model", 6.0)}
+    no_right = client.post("/finetune-whisperseg", json={**request, "token": "bob-token"})
+    assert no_right.status_code == 403
+    assert (
+        client.post("/finetune-whisperseg", json={**request, "token": "alice-token"}).status_code
+        == 201
+    )
+    wait_for(
+        lambda: (
+            "alices-model"
+            in model_names(client, "/list-models-available-for-inference", token="alice-token")
+        ),
+        timeout=300,
+        what="alice's model",
+    )
+    bobs_view = model_names(client, "/list-models-available-for-inference", token="bob-token")
+    assert "whisperseg-tiny" in bobs_view and "alices-model" not in bobs_view
+    stolen = client.post(
+        "/get-labels",
+        json={"audio_id": audio_id, "model_name": "alices-model", "token": "bob-token"},
+    )
+    assert stolen.status_code == 404

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from example_audios.make_example_song import make_song
 from whisperseg.features import FeatureConfig, n_fft_for_rate, window_features
 from whisperseg.initialize import random_tiny
 from whisperseg.model import WhisperSegModel
@@ -26,6 +27,7 @@ from whisperseg.target_text import (
     parse_target_text,
 )
 from whisperseg.tokenizer import SegTokenizer, build_compact_tokenizer
+from whisperseg.training import TrainingConfig, TrainingExample, finetune
 
 
 @pytest.fixture(scope="module")
@@ -147,3 +149,17 @@ def test_time_step_is_derived_from_the_median_label() -> None:
     assert time_step_from_labels([0.001]) == pytest.approx(0.0005)
     with pytest.raises(ValueError):
         time_step_from_labels([])
+
+
+def test_finetuning_with_the_same_seed_gives_the_same_run() -> None:
+    audio, segments = make_song(seed=1, duration=5.0)
+    example = TrainingExample(audio, 32000, tuple(segments), spec_time_step=0.0025)
+    config = TrainingConfig(max_steps=3, batch_size=2, seed=7)
+    runs = [finetune(random_tiny(d_model=32, seed=0), [example], config) for _ in range(2)]
+    assert runs[0] == runs[1]
+    other = finetune(
+        random_tiny(d_model=32, seed=0),
+        [example],
+        TrainingConfig(max_steps=3, batch_size=2, seed=8),
+    )
+    assert other != runs[0]

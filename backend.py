@@ -13,7 +13,7 @@ import base64
 import logging
 import math
 import re
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -483,12 +483,23 @@ def _usable_model(name: str | None, user: str | None) -> str:
     return name
 
 
-class GetLabelsRequest(TokenRequest):
+class LabelledAudioRequest(TokenRequest):
+    """A channel with the areas a person annotated and the labels drawn in them."""
+
     audio_id: str
-    model_name: str | None = Field(None, description="Default: the shipped model")
     min_frequency: float | None = Field(None, ge=0, description="Hz; default: the model's")
     annotated_areas: list[Area] = Field(default_factory=list)
     human_labels: list[HumanLabel] = Field(default_factory=list)
+
+    def areas(self) -> list[tuple[float, float]]:
+        return [(area.onset, area.offset) for area in self.annotated_areas]
+
+    def labels(self) -> list[Label]:
+        return [label.to_label() for label in self.human_labels]
+
+
+class GetLabelsRequest(LabelledAudioRequest):
+    model_name: str | None = Field(None, description="Default: the shipped model")
 
 
 @api.post("/get-labels", body=GetLabelsRequest, tags=["Models"])
@@ -501,33 +512,14 @@ def get_labels(body: GetLabelsRequest) -> dict[str, list]:
     predictions = segmenter.segment(
         to_float32(channel.samples), channel.sample_rate, body.min_frequency
     )
-    labels = merge_labels(
-        predictions,
-        [label.to_label() for label in body.human_labels],
-        [(area.onset, area.offset) for area in body.annotated_areas],
-    )
-    return {
-        "labels": [
-            {
-                "onset": label.onset,
-                "offset": label.offset,
-                "species": label.species,
-                "individual": label.individual,
-                "clustername": label.clustername,
-            }
-            for label in labels
-        ]
-    }
+    labels = merge_labels(predictions, body.labels(), body.areas())
+    return {"labels": [asdict(label) for label in labels]}
 
 
-class FinetuneRequest(TokenRequest):
-    audio_id: str
+class FinetuneRequest(LabelledAudioRequest):
     new_model_name: str
     initial_model_name: str | None = Field(None, description="Default: the shipped model")
     inital_model_name: str | None = Field(None, description="Older spelling, still accepted")
-    min_frequency: float | None = Field(None, ge=0)
-    annotated_areas: list[Area] = Field(default_factory=list)
-    human_labels: list[HumanLabel] = Field(default_factory=list)
 
 
 @api.post("/finetune-whisperseg", body=FinetuneRequest, tags=["Models"])
@@ -540,8 +532,8 @@ def finetune_whisperseg(body: FinetuneRequest) -> dict[str, str]:
     examples = training_clips(
         to_float32(channel.samples),
         channel.sample_rate,
-        [(area.onset, area.offset) for area in body.annotated_areas],
-        [label.to_label() for label in body.human_labels],
+        body.areas(),
+        body.labels(),
         min_frequency=body.min_frequency or 0.0,
     )
     summary = body.model_dump(exclude={"token", "human_labels"})

@@ -224,7 +224,7 @@ class ModelRegistry:
         with name_lock:
             model = self._cached(name, identity)
             if model is None:
-                model = WhisperSegModel.load(folder, device=self.device)
+                model = WhisperSegModel.load(folder, device=self.device, quantize=True)
                 with self._lock:
                     self._loaded[name] = (identity, model)
                     self._loaded.move_to_end(name)

@@ -69,12 +69,13 @@ def main() -> None:
     parser.add_argument("--num-trials", type=int, default=3)
     parser.add_argument("--figure", help="PNG to write (default: heldout_example.png in the model)")
     parser.add_argument("--json", help="also write the figures as JSON here")
+    parser.add_argument("--no-quantize", action="store_true", help="full precision on the CPU")
     args = parser.parse_args()
     data = shared_data_dir()
     if data is None:
         sys.exit("../shared/data not found: the held-out recordings live there")
     held_out = split_recordings(find_recordings(data))[1]
-    model = WhisperSegModel.load(args.model)
+    model = WhisperSegModel.load(args.model, quantize=not args.no_quantize)
     print(f"model {args.model} on {model.device}, {torch.get_num_threads()} threads")
 
     reports = {

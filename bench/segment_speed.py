@@ -43,11 +43,13 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, help="windows per batch (default: by device)")
     args = parser.parse_args()
     audio, sr = real_song(args.seconds)
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    variants = [("cpu", False), ("cpu", True)]
+    variants += [("cuda", False)] if torch.cuda.is_available() else []
     threads = torch.get_num_threads()
     print(f"{args.seconds:.0f} s of zebra finch song at {sr} Hz; torch threads {threads}")
-    for device in devices:
-        model = WhisperSegModel.load(args.model, device=device)
+    for device, quantize in variants:
+        model = WhisperSegModel.load(args.model, device=device, quantize=quantize)
+        name = f"{device}{' int8' if quantize else ''}"
         segment_recording(model, audio[: sr * 3], sr, SPECIES_DEFAULTS["zebra_finch"])  # warm-up
         for trials in (1, 3):
             config = replace(
@@ -57,7 +59,7 @@ def main() -> None:
             segments = segment_recording(model, audio, sr, config)
             elapsed = time.perf_counter() - started
             print(
-                f"{device:<5} {trials} trial(s): {elapsed:6.2f} s, real-time factor "
+                f"{name:<9} {trials} trial(s): {elapsed:6.2f} s, real-time factor "
                 f"{elapsed / args.seconds:.3f}, {len(segments)} segments"
             )
 

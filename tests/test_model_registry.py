@@ -182,10 +182,10 @@ def load_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     calls: list[str] = []
     real_load = WhisperSegModel.load
 
-    def slow_load(folder, device=None):
+    def slow_load(folder, device=None, quantize=False):
         calls.append(Path(folder).name)
         time.sleep(0.2)
-        return real_load(folder, device)
+        return real_load(folder, device, quantize)
 
     monkeypatch.setattr(model_registry.WhisperSegModel, "load", slow_load)
     return calls

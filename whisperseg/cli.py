@@ -44,7 +44,7 @@ def _convert(args: argparse.Namespace) -> None:
 def _load_segmenter_model(name: str, device: str | None):
     from whisperseg.model import WhisperSegModel
 
-    return WhisperSegModel.load(name, device=device)
+    return WhisperSegModel.load(name, device=device, quantize=True)
 
 
 def _segment(args: argparse.Namespace) -> None:

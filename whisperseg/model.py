@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import shutil
 import uuid
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch import nn
 from transformers import WhisperForConditionalGeneration
 
 from whisperseg.target_text import TokenSegment, format_target_text, parse_target_text
@@ -46,6 +48,16 @@ def inference_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
+def _quantized(network: WhisperForConditionalGeneration) -> WhisperForConditionalGeneration:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao.quantization announces its move to torchao
+        return torch.ao.quantization.quantize_dynamic(network, {nn.Linear}, dtype=torch.qint8)
+
+
+def is_quantized(network: nn.Module) -> bool:
+    return any(type(m).__name__ == "DynamicQuantizedLinear" for m in network.modules())
+
+
 @dataclass
 class WhisperSegModel:
     """A loaded WhisperSeg model and what is needed to read and write its target text."""
@@ -73,13 +85,22 @@ class WhisperSegModel:
         return {index: name for name, index in self.cluster_codebook.items()}
 
     @classmethod
-    def load(cls, folder: Path | str, device: str | None = None) -> WhisperSegModel:
+    def load(
+        cls, folder: Path | str, device: str | None = None, quantize: bool = False
+    ) -> WhisperSegModel:
+        """Load a checkpoint folder; ``quantize`` makes CPU inference about 2x faster.
+
+        Quantized models (int8 dynamic quantization of the linear layers, CPU only)
+        can segment but not train or be saved.
+        """
         folder = Path(folder)
         target = pick_device(device)
         network = WhisperForConditionalGeneration.from_pretrained(
             str(folder), dtype=inference_dtype(target)
         )
         network.to(target).eval()
+        if quantize and target.type == "cpu":
+            network = _quantized(network)
         config = network.config
         if not hasattr(config, "total_spec_columns"):
             config.total_spec_columns = 2 * config.max_source_positions
@@ -100,6 +121,8 @@ class WhisperSegModel:
         The folder appears whole or not at all: files go to a hidden sibling that is
         renamed into place, so a crash never leaves a half-written model behind.
         """
+        if is_quantized(self.network):
+            raise ValueError("a quantized model cannot be saved: load it with quantize=False")
         folder = Path(folder)
         staging = folder.parent / f".{folder.name}.{uuid.uuid4().hex}.tmp"
         config = self.network.config

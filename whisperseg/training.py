@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from whisperseg.features import FeatureConfig, window_features
-from whisperseg.model import WhisperSegModel, inference_dtype
+from whisperseg.model import WhisperSegModel, inference_dtype, is_quantized
 from whisperseg.segment import Segment
 from whisperseg.target_text import TokenSegment
 
@@ -200,6 +200,8 @@ def finetune(
     """
     if not examples or not any(e.segments for e in examples):
         raise ValueError("no labelled segments to train on")
+    if is_quantized(model.network):
+        raise ValueError("a quantized model cannot be trained: load it with quantize=False")
     torch.manual_seed(config.seed)
     network, device = model.network, model.device
     network.float().train()

@@ -2,6 +2,7 @@
 
 Samples are kept compactly: int16 when the source has 16 bits or fewer, or is a lossy codec
 (MP3, Vorbis, Opus decode to far less than 16 bits of real precision), else float32.
+Non-finite float samples (NaN, infinity) are read as silence.
 """
 
 from __future__ import annotations
@@ -61,6 +62,9 @@ def decode_audio(data: bytes, max_bytes: int) -> DecodedAudio:
         ) from None
     if samples.shape[0] == 0:
         raise AudioDecodeError("The audio file contains no samples")
+    if samples.dtype == np.float32:
+        # NaN/infinity would reach replies as NaN, which the frontend's JSON.parse rejects.
+        np.nan_to_num(samples, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
     return DecodedAudio(samples, int(sample_rate))
 
 

@@ -17,6 +17,7 @@ Example (in backend.py)::
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -35,6 +36,9 @@ M = TypeVar("M", bound=BaseModel)
 # and what JavaScript's FormData makes of null and undefined.
 BLANK_STRINGS = ("", "null", "undefined")
 PATH_PARAMETER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")  # Flask's <name> or <converter:name>
+# Far beyond any real request; a body nested near Python's recursion limit could be stored but
+# never written back as JSON, making e.g. an annotation hash_id unreadable.
+MAX_JSON_DEPTH = 64
 
 
 class ApiError(Exception):
@@ -207,12 +211,32 @@ def _request_data(kind: BodyKind) -> Any:
         return request.form.to_dict()
     if kind == "query":
         return request.args.to_dict()
-    if not request.get_data(cache=True):
+    raw = request.get_data(cache=True)
+    if not raw:
         return {}
-    data = request.get_json(force=True, silent=True)
-    if data is None:
-        raise ApiError(400, "Request body is not valid JSON")
+    try:
+        data = json.loads(raw, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise ApiError(400, f"Request body is nested more than {MAX_JSON_DEPTH} levels") from None
+    except ValueError as exc:
+        raise ApiError(400, f"Request body is not valid JSON: {exc}") from None
+    if _nesting_depth(data) > MAX_JSON_DEPTH:
+        raise ApiError(400, f"Request body is nested more than {MAX_JSON_DEPTH} levels")
     return data
+
+
+def _refuse_constant(name: str) -> None:
+    """Python's json writes NaN for missing values; browsers cannot read such a reply later."""
+    raise ValueError(f"{name} is not a JSON number (send null for a missing value)")
+
+
+def _nesting_depth(value: Any) -> int:
+    """Levels of lists/objects; deeper bodies could not be written back as JSON when read."""
+    depth, level = 0, [value]
+    while level := [item for item in level if isinstance(item, dict | list)]:
+        depth += 1
+        level = [c for item in level for c in (item.values() if isinstance(item, dict) else item)]
+    return depth
 
 
 def _operation(endpoint: Endpoint) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -36,9 +37,7 @@ M = TypeVar("M", bound=BaseModel)
 # and what JavaScript's FormData makes of null and undefined.
 BLANK_STRINGS = ("", "null", "undefined")
 PATH_PARAMETER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")  # Flask's <name> or <converter:name>
-# Far beyond any real request; a body nested near Python's recursion limit could be stored but
-# never written back as JSON, making e.g. an annotation hash_id unreadable.
-MAX_JSON_DEPTH = 64
+MAX_JSON_DEPTH = 64  # far beyond any real request; see _unstorable_json
 
 
 class ApiError(Exception):
@@ -215,28 +214,39 @@ def _request_data(kind: BodyKind) -> Any:
     if not raw:
         return {}
     try:
-        data = json.loads(raw, parse_constant=_refuse_constant)
+        data = json.loads(raw)
     except RecursionError:
         raise ApiError(400, f"Request body is nested more than {MAX_JSON_DEPTH} levels") from None
     except ValueError as exc:
         raise ApiError(400, f"Request body is not valid JSON: {exc}") from None
-    if _nesting_depth(data) > MAX_JSON_DEPTH:
-        raise ApiError(400, f"Request body is nested more than {MAX_JSON_DEPTH} levels")
+    problem = _unstorable_json(data)
+    if problem:
+        raise ApiError(400, problem)
     return data
 
 
-def _refuse_constant(name: str) -> None:
-    """Python's json writes NaN for missing values; browsers cannot read such a reply later."""
-    raise ValueError(f"{name} is not a JSON number (send null for a missing value)")
+def _unstorable_json(data: Any) -> str | None:
+    """Why a parsed body could not be stored and later sent back to a browser, if it cannot.
 
-
-def _nesting_depth(value: Any) -> int:
-    """Levels of lists/objects; deeper bodies could not be written back as JSON when read."""
-    depth, level = 0, [value]
-    while level := [item for item in level if isinstance(item, dict | list)]:
-        depth += 1
-        level = [c for item in level for c in (item.values() if isinstance(item, dict) else item)]
-    return depth
+    Python's json (so ``requests`` too) writes NaN/Infinity, e.g. for a missing pandas value,
+    and browsers refuse them; a body nested near Python's recursion limit could be stored but
+    never written back as JSON.
+    """
+    level: list[tuple[tuple, Any]] = [((), {"body": data})]
+    for _ in range(MAX_JSON_DEPTH + 1):
+        deeper = []
+        for path, container in level:
+            items = container.items() if isinstance(container, dict) else enumerate(container)
+            for key, value in items:
+                if isinstance(value, float) and not math.isfinite(value):
+                    where = ".".join(map(str, (*path[1:], key))) if path else "body"
+                    return f"{where}: {json.dumps(value)} is not a JSON number (send null instead)"
+                if isinstance(value, dict | list):
+                    deeper.append(((*path, key), value))
+        if not deeper:
+            return None
+        level = deeper
+    return f"Request body is nested more than {MAX_JSON_DEPTH} levels"
 
 
 def _operation(endpoint: Endpoint) -> dict[str, Any]:

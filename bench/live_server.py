@@ -67,6 +67,11 @@ def proc_status_kib(pid: int, key: str) -> int:
     raise KeyError(key)
 
 
+def reset_peak_rss(pid: int) -> None:
+    """Make VmHWM start again from the current RSS (Linux: write 5 to clear_refs)."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
 @dataclass
 class LiveServer:
     """One server process tree; ``env`` adds or overrides ``WHISPERSEG_*`` settings."""
@@ -115,16 +120,23 @@ class LiveServer:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: kill() reaches the worker too
             )
+        try:
+            self._wait_until_serving(timeout_s)
+        except BaseException:
+            self.kill()  # never leave a half-started server behind
+            raise
+
+    def _wait_until_serving(self, timeout_s: float) -> None:
+        assert self.process is not None
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited at start; see {self.log_path}")
-            try:
-                if requests.get(self.url + "/get-status", timeout=2).ok:
+            try:  # gunicorn accepts connections before its worker has loaded the app
+                if requests.get(self.url + "/get-status", timeout=5).ok:
                     return
-            except requests.ConnectionError:
+            except requests.RequestException:
                 time.sleep(0.2)
-        self.kill()
         raise RuntimeError(f"server did not answer within {timeout_s} s; see {self.log_path}")
 
     def kill(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -163,3 +164,23 @@ def test_finetuning_with_the_same_seed_gives_the_same_run() -> None:
         TrainingConfig(max_steps=3, batch_size=2, seed=8),
     )
     assert other != runs[0]
+
+
+def test_models_loaded_in_parallel_threads_all_get_their_weights(tiny_model_dir: Path) -> None:
+    """The server loads a model for inference while the worker loads one to train."""
+    errors: list[str] = []
+
+    def load(quantize: bool) -> None:
+        try:
+            for _ in range(3):
+                model = WhisperSegModel.load(tiny_model_dir, device="cpu", quantize=quantize)
+                model.generate(torch.zeros(1, 80, 1000))
+        except Exception as error:  # collected: a thread's exception would be lost
+            errors.append(repr(error))
+
+    threads = [threading.Thread(target=load, args=(i % 2 == 0,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []

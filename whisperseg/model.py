@@ -9,6 +9,7 @@ The folder layout is the published one (``save_pretrained`` of
 from __future__ import annotations
 
 import shutil
+import threading
 import uuid
 import warnings
 from collections.abc import Sequence
@@ -23,6 +24,9 @@ from whisperseg.target_text import TokenSegment, format_target_text, parse_targe
 from whisperseg.tokenizer import SegTokenizer
 
 MAX_DECODER_TOKENS = 448
+# from_pretrained builds models under a process-wide "meta device" context; a model built
+# or quantized in another thread meanwhile gets empty (meta) weights. Loads take turns.
+_LOAD_LOCK = threading.Lock()
 
 
 def replace_folder(staging: Path, folder: Path) -> None:
@@ -95,12 +99,13 @@ class WhisperSegModel:
         """
         folder = Path(folder)
         target = pick_device(device)
-        network = WhisperForConditionalGeneration.from_pretrained(
-            str(folder), dtype=inference_dtype(target)
-        )
-        network.to(target).eval()
-        if quantize and target.type == "cpu":
-            network = _quantized(network)
+        with _LOAD_LOCK:
+            network = WhisperForConditionalGeneration.from_pretrained(
+                str(folder), dtype=inference_dtype(target)
+            )
+            network.to(target).eval()
+            if quantize and target.type == "cpu":
+                network = _quantized(network)
         config = network.config
         if not hasattr(config, "total_spec_columns"):
             config.total_spec_columns = 2 * config.max_source_positions
@@ -155,8 +160,8 @@ class WhisperSegModel:
         """
         device, network = self.device, self.network
         dtype = next(network.parameters()).dtype
-        encoded = network.model.encoder(input_features=features.to(device, dtype))
-        encoder_outputs = (encoded.last_hidden_state,)
+        encoded = network.model.encoder(input_features=features.to(device, dtype)).last_hidden_state
+        decoder, head = network.model.decoder, network.proj_out
         batch = features.shape[0]
         species_token = self.tokenizer.species_token(species, self.species_codebook)
         prompt = torch.tensor([self.tokenizer.prompt_ids(species_token)] * batch, device=device)
@@ -168,14 +173,11 @@ class WhisperSegModel:
         finished = torch.zeros(batch, dtype=torch.bool, device=device)
         step_input, cache = prompt, None
         for _ in range(MAX_DECODER_TOKENS - prompt.shape[1]):
-            out = network(
-                encoder_outputs=encoder_outputs,
-                decoder_input_ids=step_input,
-                cache=cache,
-                use_cache=True,
+            out = decoder(
+                input_ids=step_input, encoder_hidden_states=encoded, cache=cache, use_cache=True
             )
             cache = out.cache
-            next_ids = (out.logits[:, -1, :].float() + allowed).argmax(dim=-1)
+            next_ids = (head(out.last_hidden_state[:, -1, :]).float() + allowed).argmax(dim=-1)
             next_ids = torch.where(finished, torch.full_like(next_ids, end_id), next_ids)
             finished |= next_ids == end_id
             for row, token in enumerate(next_ids.tolist()):

@@ -233,7 +233,7 @@ def test_finetuning_on_the_first_part_of_a_song_labels_the_rest(
     rest = [s for s in truth if s.onset >= 20.0]
     scores = evaluate_files([(as_segments(predicted, "clustername"), rest)], tolerance=0.01)
     print("synthetic song, typed segment F1 on the unlabelled half:", scores["segment_f1"])
-    assert scores["segment_f1"] >= 0.8, scores
+    assert scores["segment_f1"] >= 0.8, scores  # measured 0.936 with 120 steps
 
 
 def test_finetuning_on_a_real_canary_recording(
@@ -274,7 +274,7 @@ def test_finetuning_on_a_real_canary_recording(
     rest = [s for s in recording.segments if s.onset >= half]
     scores = evaluate_files([(as_segments(predicted), rest)], tolerance=0.01, match_cluster=False)
     print("canary, segment F1 on the unlabelled half:", scores["segment_f1"])
-    assert scores["segment_f1"] >= 0.6, scores
+    assert scores["segment_f1"] >= 0.85, scores  # measured 1.000 with 120 steps
 
 
 def test_cancel_a_job_and_reuse_its_name(make_app: Callable[..., Flask], tmp_path: Path) -> None:

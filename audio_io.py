@@ -57,6 +57,8 @@ def decode_audio(data: bytes, max_bytes: int) -> DecodedAudio:
             sample_rate = f.samplerate
     except sf.SoundFileError as exc:
         reason = getattr(exc, "error_string", None) or str(exc)
+        if "does not exist" in reason:  # libsndfile's words for unknown bytes in memory
+            reason = "the format was not recognised"
         raise AudioDecodeError(
             f"Not a readable audio file (WAV, MP3, FLAC or OGG expected): {reason}"
         ) from None

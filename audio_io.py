@@ -8,7 +8,9 @@ Non-finite float samples (NaN, infinity) are read as silence.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
@@ -39,12 +41,23 @@ class DecodedAudio:
         return self.samples.shape[1]
 
 
-def decode_audio(data: bytes, max_bytes: int) -> DecodedAudio:
-    """Decode a whole file; refuse before reading if its header claims more than ``max_bytes``."""
-    if not data:
+def decode_audio(
+    source: bytes | BinaryIO,
+    max_bytes: int,
+    before_read: Callable[[int, int, int], None] | None = None,
+) -> DecodedAudio:
+    """Decode a whole file (bytes or a seekable file object, e.g. a spooled upload).
+
+    Refuses before reading if the header claims more than ``max_bytes``. ``before_read``
+    gets (frames, sample rate, bytes the samples will take) from the header, before the
+    samples are read: the place to refuse or to make room.
+    """
+    stream = io.BytesIO(source) if isinstance(source, bytes) else source
+    if stream.seek(0, io.SEEK_END) == 0:
         raise AudioDecodeError("The file is empty")
+    stream.seek(0)
     try:
-        with sf.SoundFile(io.BytesIO(data)) as f:
+        with sf.SoundFile(stream) as f:
             dtype = "int16" if f.subtype in INT16_SUBTYPES else "float32"
             needed = f.frames * f.channels * np.dtype(dtype).itemsize
             if needed > max_bytes:
@@ -53,6 +66,8 @@ def decode_audio(data: bytes, max_bytes: int) -> DecodedAudio:
                     f"({f.frames} frames x {f.channels} channels), more than the limit of "
                     f"{max_bytes / 2**20:.0f} MB (audio_memory_budget_mb)"
                 )
+            if before_read:
+                before_read(f.frames, f.samplerate, needed)
             samples = f.read(dtype=dtype, always_2d=True)
             sample_rate = f.samplerate
     except sf.SoundFileError as exc:

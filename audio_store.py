@@ -106,22 +106,34 @@ class AudioStore:
         ids = [str(uuid.uuid4()) for _ in channels]
         with self._lock:
             now = self._clock()
-            self._expire_idle(now)
-            used = sum(c.samples.nbytes for c in self._channels.values())
-            while self._channels and used + needed > self.budget_bytes:
-                oldest = next(iter(self._channels))
-                used -= self._channels[oldest].samples.nbytes
-                log.info(
-                    "Evicting audio %s (idle %.0f s) to stay within the %.0f MB memory budget",
-                    oldest,
-                    now - self._last_used[oldest],
-                    self.budget_bytes / 2**20,
-                )
-                self._remove(oldest)
+            self._evict_for(needed, now)
             for audio_id, channel in zip(ids, channels, strict=True):
                 self._channels[audio_id] = channel
                 self._last_used[audio_id] = now
         return ids
+
+    def make_room(self, nbytes: int) -> None:
+        """Evict least recently used audio now so that ``nbytes`` more fit the budget.
+
+        Called before an upload's samples are decoded, so the process never holds the
+        full budget and a new file's samples at once.
+        """
+        with self._lock:
+            self._evict_for(nbytes, self._clock())
+
+    def _evict_for(self, nbytes: int, now: float) -> None:
+        self._expire_idle(now)
+        used = sum(c.samples.nbytes for c in self._channels.values())
+        while self._channels and used + nbytes > self.budget_bytes:
+            oldest = next(iter(self._channels))
+            used -= self._channels[oldest].samples.nbytes
+            log.info(
+                "Evicting audio %s (idle %.0f s) to stay within the %.0f MB memory budget",
+                oldest,
+                now - self._last_used[oldest],
+                self.budget_bytes / 2**20,
+            )
+            self._remove(oldest)
 
     def get(self, audio_id: str) -> Channel:
         """The channel, marked as just used; :class:`UnknownAudio` if it is not here."""

@@ -14,7 +14,7 @@ import logging
 import math
 import re
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 import numpy as np
 from flask import Flask, Response, current_app, request
@@ -152,7 +152,7 @@ def upload(form: UploadForm) -> dict[str, Any]:
     file = request.files.get("newAudioFile")
     if file is None:
         raise ApiError(400, "No file in the multipart field 'newAudioFile'")
-    return _store_and_describe(file.read(), form)
+    return _store_and_describe(file.stream, form)  # decoded from the spooled file, not a copy
 
 
 @api.post("/upload-by-url", body=UploadByUrlRequest, tags=["Audio"])
@@ -171,8 +171,12 @@ def upload_by_url(body: UploadByUrlRequest) -> dict[str, Any]:
     return _store_and_describe(data, body)
 
 
-def _store_and_describe(data: bytes, params: SpecParams) -> dict[str, Any]:
-    decoded = decode_audio(data, services().settings.audio_memory_budget_bytes)
+def _store_and_describe(data: bytes | BinaryIO, params: SpecParams) -> dict[str, Any]:
+    def before_read(frames: int, sample_rate: int, nbytes: int) -> None:
+        _spec_config(sample_rate, frames, params)  # refuse bad parameters before evicting
+        services().audio.make_room(nbytes)  # never hold a full store and the new samples
+
+    decoded = decode_audio(data, services().settings.audio_memory_budget_bytes, before_read)
     config = _spec_config(decoded.sample_rate, decoded.samples.shape[0], params)
     ids = services().audio.add(decoded)
     try:

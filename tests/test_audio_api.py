@@ -492,6 +492,15 @@ def test_memory_budget_evicts_least_recently_used_audio(make_app):
     assert clip_spec(client, second).status_code == 200
 
 
+def test_a_refused_upload_evicts_nothing(make_app):
+    client = make_app(audio_memory_budget_mb=0.2).test_client()
+    kept = tone_upload(client)
+    data = audio_bytes(tone(440, 2.0, 32000), 32000, subtype="PCM_16")
+    refused = upload(client, data, spec_cal_method="wavelets")
+    assert refused.status_code == 400
+    assert clip_spec(client, kept).status_code == 200
+
+
 def test_errors_are_json_never_html(client):
     missing = client.get("/no-such-endpoint")
     assert missing.status_code == 404 and missing.is_json and "error" in missing.json

@@ -5,6 +5,10 @@ from __future__ import annotations
 import base64
 import io
 import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -53,3 +57,17 @@ def reference_annotations(wav: Path) -> list[dict]:
         {"onset": on, "offset": off, "species": labels.get("species", ""), "clustername": c}
         for on, off, c in zip(labels["onset"], labels["offset"], labels["cluster"], strict=True)
     ]
+
+
+@contextmanager
+def serve_http(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Base URL of a local HTTP server (127.0.0.1, a free port) answering with ``handler``."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        thread.join(5)

@@ -6,14 +6,13 @@ from __future__ import annotations
 import contextlib
 import http.client
 import socket
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
-from api_helpers import audio_bytes, tone, upload
+from api_helpers import audio_bytes, serve_http, tone, upload
 from flask.testing import FlaskClient
 
 import url_fetch
@@ -177,13 +176,8 @@ class Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def web_server() -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    thread.join(5)
+    with serve_http(Handler) as url:
+        yield url
 
 
 @pytest.fixture

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
-from api_helpers import audio_bytes, decode_jpeg, tone
+from api_helpers import audio_bytes, decode_jpeg, serve_http, tone
 
 import url_fetch
 
@@ -70,13 +69,8 @@ class Handler(BaseHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
     """Base URL of a local HTTP server (loopback: refused unless private URLs are allowed)."""
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    thread.join(5)
+    with serve_http(Handler) as url:
+        yield url
 
 
 @pytest.fixture

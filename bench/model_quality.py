@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from spectrogram import compute_db, render_jpeg_base64, resolve_config  # noqa: E402
 from whisperseg.datasets import (  # noqa: E402
+    AnnotatedRecording,
     find_recordings,
     load_recording,
     shared_data_dir,
@@ -39,10 +40,10 @@ TRACK_HEIGHT = 24
 
 
 def draw_segments(
-    wav: Path, human: list[Segment], predicted: list[Segment], out: Path, width: int = 1600
+    recording: AnnotatedRecording, predicted: list[Segment], out: Path, width: int = 1600
 ) -> None:
     """Spectrogram with a human track (green) and a predicted track (orange) under it."""
-    recording = load_recording(wav)
+    human = list(recording.segments)
     config = resolve_config(
         recording.sr, len(recording.audio), num_spec_columns=width, max_frequency=12000
     )
@@ -96,8 +97,9 @@ def main() -> None:
 
     example = next(p for p in held_out if "g4p5U" in p.name)
     figure = Path(args.figure) if args.figure else Path(args.model) / "heldout_example.png"
-    predicted = whisperseg_segmenter(model, args.num_trials)(load_recording(example))
-    draw_segments(example, list(load_recording(example).segments), predicted, figure)
+    recording = load_recording(example)
+    predicted = whisperseg_segmenter(model, args.num_trials)(recording)
+    draw_segments(recording, predicted, figure)
     print(f"figure: {figure} ({example.name})")
     if args.json:
         figures = {

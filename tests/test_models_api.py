@@ -45,6 +45,21 @@ def as_segments(labels: list[dict], cluster_key: str | None = None) -> list[Segm
     ]
 
 
+def upload_song(client: FlaskClient, seed: int, duration: float) -> tuple[str, list[Segment]]:
+    """Upload a generated three-syllable song; returns its audio_id and true segments."""
+    audio, truth = make_song(seed=seed, duration=duration)
+    audio_id = upload(client, audio_bytes(audio, 32000)).get_json()["channels"][0]["audio_id"]
+    return audio_id, truth
+
+
+def wait_for_state(client: FlaskClient, name: str, state: str, timeout: float) -> None:
+    wait_for(
+        lambda: client.get(f"/training-jobs/{name}").get_json()["state"] == state,
+        timeout=timeout,
+        what=f"job {name} to be {state}",
+    )
+
+
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -188,8 +203,7 @@ def test_finetuning_on_the_first_part_of_a_song_labels_the_rest(
 ) -> None:
     """Three syllable types, labelled by hand in the first half, found by type in the second."""
     client = make_app(finetune_max_steps=120).test_client()
-    audio, truth = make_song(seed=11, duration=40.0)
-    audio_id = upload(client, audio_bytes(audio, 32000)).get_json()["channels"][0]["audio_id"]
+    audio_id, truth = upload_song(client, seed=11, duration=40.0)
     reply = client.post(
         "/finetune-whisperseg", json=_song_request(audio_id, truth, "song-abc", 20.0)
     )
@@ -279,22 +293,13 @@ def test_finetuning_on_a_real_canary_recording(
 
 def test_cancel_a_job_and_reuse_its_name(make_app: Callable[..., Flask], tmp_path: Path) -> None:
     client = make_app(finetune_max_steps=5000).test_client()
-    audio, truth = make_song(seed=2, duration=10.0)
-    audio_id = upload(client, audio_bytes(audio, 32000)).get_json()["channels"][0]["audio_id"]
+    audio_id, truth = upload_song(client, seed=2, duration=10.0)
     request = _song_request(audio_id, truth, "to-cancel", 10.0)
     assert client.post("/finetune-whisperseg", json=request).status_code == 201
-    wait_for(
-        lambda: client.get("/training-jobs/to-cancel").get_json()["state"] == "training",
-        timeout=120,
-        what="training to start",
-    )
+    wait_for_state(client, "to-cancel", "training", timeout=120)
     reply = client.post("/cancel-finetuning", json={"model_name": "to-cancel"})
     assert reply.status_code == 201
-    wait_for(
-        lambda: client.get("/training-jobs/to-cancel").get_json()["state"] == "cancelled",
-        timeout=120,
-        what="the cancellation",
-    )
+    wait_for_state(client, "to-cancel", "cancelled", timeout=120)
     assert "to-cancel" not in model_names(client, "/list-models-available-for-inference")
     assert "to-cancel" not in model_names(client, "/list-models-training-in-progress")
     assert not (tmp_path / "models" / "to-cancel" / "model.safetensors").exists()
@@ -311,17 +316,12 @@ def test_a_failing_job_is_reported_and_the_next_one_still_runs(
     (broken / "config.json").write_text(json.dumps({"model_type": "whisper"}))
     (broken / "model.safetensors").write_bytes(b"not a model")
     client = make_app(finetune_max_steps=3).test_client()
-    audio, truth = make_song(seed=4, duration=6.0)
-    audio_id = upload(client, audio_bytes(audio, 32000)).get_json()["channels"][0]["audio_id"]
+    audio_id, truth = upload_song(client, seed=4, duration=6.0)
     bad = {**_song_request(audio_id, truth, "from-broken", 6.0), "inital_model_name": "broken"}
     assert client.post("/finetune-whisperseg", json=bad).status_code == 201
     good = _song_request(audio_id, truth, "after-broken", 6.0)
     assert client.post("/finetune-whisperseg", json=good).status_code == 201
-    wait_for(
-        lambda: client.get("/training-jobs/after-broken").get_json()["state"] == "done",
-        timeout=300,
-        what="the second job",
-    )
+    wait_for_state(client, "after-broken", "done", timeout=300)
     failed = client.get("/training-jobs/from-broken").get_json()
     assert failed["state"] == "failed" and failed["error"]
     assert "from-broken" not in model_names(client, "/list-models-available-for-inference")
@@ -350,8 +350,7 @@ def test_with_tokens_users_see_shipped_models_and_their_own(
     denied = client.post("/list-models-available-for-inference", json={"token": "guess"})
     assert denied.status_code == 403 and "token" in denied.get_json()["error"]
 
-    audio, truth = make_song(seed=5, duration=6.0)
-    audio_id = upload(client, audio_bytes(audio, 32000)).get_json()["channels"][0]["audio_id"]
+    audio_id, truth = upload_song(client, seed=5, duration=6.0)
     request = {**_song_request(audio_id, truth, "alices-model", 6.0)}
     no_right = client.post("/finetune-whisperseg", json={**request, "token": "bob-token"})
     assert no_right.status_code == 403

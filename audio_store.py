@@ -1,7 +1,7 @@
 """Thread-safe in-memory store of uploaded audio, one entry per channel, keyed by UUID4.
 
 Samples stay in their compact decoded dtype (int16 for sources of 16 bits or fewer and for
-lossy codecs, float32 otherwise; see :mod:`audio_io`), so an hour of 32 kHz mono 16-bit audio
+lossy codecs, float32 otherwise; see :mod:`audio.codec`), so an hour of 32 kHz mono 16-bit audio
 costs about 230 MB. The store keeps a memory budget by evicting the least recently used
 channels, forgets channels idle for longer than the idle timeout, and frees released channels
 at once. Views at another sampling rate are computed per request into a small LRU cache of
@@ -16,13 +16,15 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import librosa
 import numpy as np
 
-from audio_io import AudioTooLarge, DecodedAudio, to_float32
+from audio.codec import AudioTooLarge, DecodedAudio, decode_audio, to_float32
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,10 @@ class ResampleTooLarge(ValueError):
     """A resampled view would not fit in the resample cache."""
 
 
+class ClipTooLong(ValueError):
+    """A requested clip has more samples than the server's limit."""
+
+
 @dataclass(frozen=True)
 class Channel:
     """One channel's original samples (1-D, read-only, int16 or float32) and their rate."""
@@ -54,6 +60,31 @@ class Channel:
     @property
     def duration(self) -> float:
         return self.num_samples / self.sample_rate
+
+    def clip(
+        self, start_time: float, duration: float | None, max_samples: int, pad: bool = False
+    ) -> np.ndarray:
+        """Samples from ``start_time`` for ``duration`` seconds (None: to the end).
+
+        With ``pad`` the clip is zero-padded to the full duration past the end of the
+        audio. Raises :class:`ClipTooLong` beyond ``max_samples`` (max_clip_samples).
+        """
+        start = round(start_time * self.sample_rate)
+        if duration is None:
+            length = max(0, self.num_samples - start)
+        else:
+            length = round(duration * self.sample_rate)
+        if length > max_samples:
+            raise ClipTooLong(
+                f"clip_duration * sampling rate = {length} samples is more than the limit of "
+                f"{max_samples} (max_clip_samples)"
+            )
+        available = self.samples[start : start + length]
+        if not pad or len(available) == length:
+            return available
+        padded = np.zeros(length, dtype=self.samples.dtype)
+        padded[: len(available)] = available
+        return padded
 
 
 class AudioStore:
@@ -111,6 +142,33 @@ class AudioStore:
                 self._channels[audio_id] = channel
                 self._last_used[audio_id] = now
         return ids
+
+    def add_file(
+        self, source: bytes | BinaryIO, check: Callable[[int, int], None] | None = None
+    ) -> tuple[DecodedAudio, list[str]]:
+        """Decode a file and store its channels; returns the decoded audio and the new ids.
+
+        ``check(sample_rate, frames)`` runs on the header, before anything is evicted or
+        read, so a refused file changes nothing. Room is made before the samples are
+        decoded, so the process never holds a full store and the new samples at once.
+        """
+
+        def before_read(frames: int, sample_rate: int, nbytes: int) -> None:
+            if check:
+                check(sample_rate, frames)
+            self.make_room(nbytes)
+
+        decoded = decode_audio(source, self.budget_bytes, before_read)
+        return decoded, self.add(decoded)
+
+    @contextmanager
+    def released_on_error(self, audio_ids: list[str]) -> Iterator[None]:
+        """Release ``audio_ids`` if the block fails: an upload is stored whole or not at all."""
+        try:
+            yield
+        except BaseException:
+            self.release(audio_ids)
+            raise
 
     def make_room(self, nbytes: int) -> None:
         """Evict least recently used audio now so that ``nbytes`` more fit the budget.

@@ -11,10 +11,8 @@ live in memory): a new worker marks the ones it finds queued or training as fail
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
-import os
 import shutil
 import threading
 import time
@@ -22,11 +20,11 @@ import uuid
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from model_registry import JOB_FILE, ModelRegistry, inference_config, read_job
+from model_registry import JOB_FILE, ModelNameError, ModelRegistry, inference_config, read_job
+from server.durable import utc_timestamp, write_json_atomic
 from whisperseg.model import WhisperSegModel, replace_folder
 from whisperseg.training import (
     TrainingCancelled,
@@ -42,6 +40,13 @@ log = logging.getLogger(__name__)
 # labels: a fraction of the from-scratch recipe's steps, a lower learning rate so the
 # model adapts rather than forgets, a short warm-up. Tune per deployment.
 FINETUNE_DEFAULTS = TrainingConfig(max_steps=200, learning_rate=5e-5, warmup_steps=10, batch_size=4)
+
+
+def finetune_config(max_steps: int) -> TrainingConfig:
+    """The default job's settings with the server's step count."""
+    return dataclasses.replace(FINETUNE_DEFAULTS, max_steps=max_steps)
+
+
 # Key of the segmentation settings a finetuned model was trained with; listed first,
 # so that inference without a species uses them (model_registry.inference_config).
 FINETUNED_CONFIG_KEY = "finetuned"
@@ -63,24 +68,6 @@ def format_eta(seconds: float | None) -> str:
     return f"{total // 3600:02d}:{total % 3600 // 60:02d}:{total % 60:02d}"
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Readers see the old file or the new one, never a partial write."""
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(temporary, "w") as handle:
-            json.dump(data, handle, indent=2)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-
-
 @dataclass
 class JobRecord:
     """What ``job.json`` holds; times are ISO 8601 UTC, ``eta_s`` None while unknown."""
@@ -94,7 +81,7 @@ class JobRecord:
     eta_s: float | None = None
     loss: float | None = None
     error: str | None = None
-    created: str = field(default_factory=_now)
+    created: str = field(default_factory=utc_timestamp)
     started: str | None = None
     finished: str | None = None
 
@@ -124,6 +111,9 @@ class FinetuneWorker:
 
     Training loads its own copy of the initial model from disk, so the registry's
     cached inference models are never touched and inference goes on meanwhile.
+    Job records change under ``_lock``; ``job.json`` files are written after it is
+    released (in order, under ``_write_lock``), so listing jobs never waits on a disk.
+    Call :meth:`close` when done: it stops the thread.
     """
 
     def __init__(
@@ -133,6 +123,7 @@ class FinetuneWorker:
         self.device = device or registry.device
         self.write_interval_s = write_interval_s
         self._lock = threading.Condition()
+        self._write_lock = threading.Lock()
         self._records: dict[str, JobRecord] = {}
         self._queue: deque[str] = deque()
         self._pending: dict[str, _Pending] = {}
@@ -156,15 +147,19 @@ class FinetuneWorker:
             record = JobRecord.from_dict(folder.name, values)
             self._records[record.name] = record
             if record.active:
-                self._end(record, "failed", INTERRUPTED)
+                _finish(record, "failed", INTERRUPTED)
+                self._persist(record.name)
 
-    def _write(self, record: JobRecord) -> None:
-        write_json_atomic(self._folder(record.name) / JOB_FILE, asdict(record))
-        self._last_write = time.monotonic()
-
-    def _end(self, record: JobRecord, state: JobState, error: str | None = None) -> None:
-        record.state, record.error, record.eta_s, record.finished = state, error, None, _now()
-        self._write(record)
+    def _persist(self, name: str) -> None:
+        """Write a job's current record to its ``job.json``; call without holding ``_lock``."""
+        with self._write_lock:
+            with self._lock:
+                record = self._records.get(name)
+                if record is None:
+                    return
+                values = asdict(record)
+                self._last_write = time.monotonic()
+            write_json_atomic(self._folder(name) / JOB_FILE, values)
 
     def submit(
         self,
@@ -181,18 +176,27 @@ class FinetuneWorker:
         ``token`` key is dropped: credentials stay off the disk).
         """
         summary = {k: v for k, v in (request or {}).items() if k != "token"}
+        record = JobRecord(name, initial_model, owner, summary)
         with self._lock:
             if self._closed:
                 raise RuntimeError("the finetune worker is closed")
+            taken = self._records.get(name)
+            if taken is not None and taken.active:
+                raise ModelNameError(f"the name {name!r} is in use ({taken.state})")
             self.registry.validate_new_name(name)
+            self._records.pop(name, None)  # a reused name is listed as the newest job
+            self._records[name] = record  # reserves the name while the folder is made
+        try:
             self.registry.whisperseg_folder(initial_model)
-            record = JobRecord(name, initial_model, owner, summary)
             staging = self._folder(f".{name}.{uuid.uuid4().hex}.new")
             staging.mkdir()
             write_json_atomic(staging / JOB_FILE, asdict(record))
             replace_folder(staging, self._folder(name))
-            self._records.pop(name, None)  # a reused name is listed as the newest job
-            self._records[name] = record
+        except BaseException:
+            with self._lock:
+                self._records.pop(name, None)
+            raise
+        with self._lock:
             self._pending[name] = _Pending(list(examples), config or FINETUNE_DEFAULTS)
             self._queue.append(name)
             self._lock.notify_all()
@@ -204,13 +208,17 @@ class FinetuneWorker:
             record = self._records.get(name)
             if record is None or not record.active:
                 raise UnknownJobError(f"no queued or running job named {name!r}")
-            if record.state == "queued":
+            queued = record.state == "queued"
+            if queued:
                 self._queue.remove(name)
                 del self._pending[name]
-                self._end(record, "cancelled")
+                _finish(record, "cancelled")
             else:
                 self._cancel_requested.add(name)
-            return dataclasses.replace(record)
+            snapshot = dataclasses.replace(record)
+        if queued:
+            self._persist(name)
+        return snapshot
 
     def jobs(self) -> list[JobRecord]:
         """Every job this folder has seen (copies), oldest first."""
@@ -225,14 +233,17 @@ class FinetuneWorker:
 
     def close(self, timeout: float | None = None) -> None:
         """Stop: the running job stops at its next step; it and the queued ones are marked
-        interrupted, as a restart would."""
+        interrupted, as a restart would. Calling it again does nothing."""
         with self._lock:
             self._closed = True
-            while self._queue:
-                name = self._queue.popleft()
+            dropped = list(self._queue)
+            self._queue.clear()
+            for name in dropped:
                 del self._pending[name]
-                self._end(self._records[name], "failed", INTERRUPTED)
+                _finish(self._records[name], "failed", INTERRUPTED)
             self._lock.notify_all()
+        for name in dropped:
+            self._persist(name)
         self._thread.join(timeout)
 
     def _run(self) -> None:
@@ -245,8 +256,8 @@ class FinetuneWorker:
                 name = self._queue.popleft()
                 pending = self._pending.pop(name)
                 record = self._records[name]
-                record.state, record.started = "training", _now()
-                self._write(record)
+                record.state, record.started = "training", utc_timestamp()
+            self._persist(name)
             try:
                 self._train(record, pending)
             except Exception:
@@ -258,6 +269,11 @@ class FinetuneWorker:
     def _should_stop(self, name: str) -> bool:
         with self._lock:
             return self._closed or name in self._cancel_requested
+
+    def _end(self, record: JobRecord, state: JobState, error: str | None = None) -> None:
+        with self._lock:
+            _finish(record, state, error)
+        self._persist(record.name)
 
     def _train(self, record: JobRecord, pending: _Pending) -> None:
         """Train one job and record how it ended; only bookkeeping errors escape."""
@@ -278,21 +294,19 @@ class FinetuneWorker:
             self._save(record, model, pending.examples[0])
         except TrainingCancelled:
             with self._lock:
-                if name in self._cancel_requested:
-                    self._end(record, "cancelled")
-                else:
-                    self._end(record, "failed", INTERRUPTED)
+                cancelled = name in self._cancel_requested
+            self._end(record, *(("cancelled",) if cancelled else ("failed", INTERRUPTED)))
         except Exception as exc:
             log.exception("finetuning %r failed", name)
-            with self._lock:
-                self._end(record, "failed", str(exc) or type(exc).__name__)
+            self._end(record, "failed", str(exc) or type(exc).__name__)
 
     def _progress(self, record: JobRecord, progress: TrainingProgress) -> None:
         with self._lock:
             record.progress, record.loss = progress.fraction, progress.loss
             record.eta_s = progress.eta_s if math.isfinite(progress.eta_s) else None
-            if time.monotonic() - self._last_write >= self.write_interval_s:
-                self._write(record)
+            due = time.monotonic() - self._last_write >= self.write_interval_s
+        if due:
+            self._persist(record.name)
 
     def _save(self, record: JobRecord, model: WhisperSegModel, example: TrainingExample) -> None:
         """Weights and the ``done`` record staged together, then renamed into place."""
@@ -312,10 +326,17 @@ class FinetuneWorker:
             model.save(staging)
             with self._lock:
                 done = dataclasses.replace(
-                    record, state="done", progress=1.0, eta_s=0.0, finished=_now()
+                    record, state="done", progress=1.0, eta_s=0.0, finished=utc_timestamp()
                 )
+            with self._write_lock:
                 write_json_atomic(staging / JOB_FILE, asdict(done))
                 replace_folder(staging, self._folder(record.name))
-                self._records[record.name] = done
+                with self._lock:
+                    self._records[record.name] = done
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _finish(record: JobRecord, state: JobState, error: str | None = None) -> None:
+    """Mark a record ended (in memory; the caller persists it)."""
+    record.state, record.error, record.eta_s, record.finished = state, error, None, utc_timestamp()

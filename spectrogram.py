@@ -31,7 +31,6 @@ from scipy.sparse import csr_matrix
 
 SPEC_ROWS = 300
 DEFAULT_COLUMNS = 1000
-MAX_N_FFT = 16384  # twice the largest default; bounds the work per column
 METHODS = ("log-mel", "constant-q")
 DEFAULT_CONSTANT_Q_FMIN = 50.0
 DEFAULT_COLORMAP = "inferno"
@@ -94,11 +93,20 @@ def resolve_config(
     num_spec_columns: int | None = None,
     min_frequency: float | None = None,
     max_frequency: float | None = None,
+    max_columns: int | None = None,
+    max_span_samples: int | None = None,
 ) -> SpecConfig:
     """Apply the API's defaults and clamping; ``num_samples`` is the length at ``sampling_rate``.
 
     None or out-of-range values mean "default"; see the HTTP contract for each rule.
+    ``max_columns`` and ``max_span_samples`` (a server's limits) refuse work beyond them
+    before anything is allocated.
     """
+    if num_spec_columns is not None and max_columns is not None and num_spec_columns > max_columns:
+        raise SpecConfigError(
+            f"num_spec_columns {num_spec_columns} is more than the limit of {max_columns} "
+            "(max_spec_columns)"
+        )
     method = spec_cal_method or METHODS[0]
     if method not in METHODS:
         raise SpecConfigError(
@@ -119,11 +127,17 @@ def resolve_config(
     bpo = None
     if method == "constant-q":
         bpo = max(bins_per_octave or 0, min_bins_per_octave(fmin, fmax))
+    hop = hop_length if hop_length and hop_length > 0 else max(1, num_samples // columns)
+    if max_span_samples is not None and hop * columns > max_span_samples:
+        raise SpecConfigError(
+            f"hop_length * num_spec_columns = {hop * columns} samples is more than the limit of "
+            f"{max_span_samples} (max_clip_samples)"
+        )
     return SpecConfig(
         spec_cal_method=method,
         n_fft=n_fft if n_fft and n_fft > 0 else default_n_fft(sampling_rate),
         bins_per_octave=bpo,
-        hop_length=hop_length if hop_length and hop_length > 0 else max(1, num_samples // columns),
+        hop_length=hop,
         num_spec_columns=columns,
         sampling_rate=sampling_rate,
         min_frequency=float(fmin),

@@ -23,9 +23,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from annotations.labels import Label, LabelledRecording, split_cluster, training_clips  # noqa: E402
 from example_audios.make_example_song import make_song  # noqa: E402
 from finetune_worker import FINETUNE_DEFAULTS  # noqa: E402
-from labeling import Label, split_cluster, training_clips  # noqa: E402
 from model_registry import inference_config  # noqa: E402
 from whisperseg.datasets import find_recordings, load_recording, shared_data_dir  # noqa: E402
 from whisperseg.metrics import evaluate_files  # noqa: E402
@@ -64,7 +64,7 @@ def run_story(
         for s in truth
         if s.offset <= labelled
     ]
-    examples = training_clips(audio, sr, [(0.0, labelled)], labels)
+    examples = training_clips([LabelledRecording(audio, sr, [(0.0, labelled)], labels)])
     model = WhisperSegModel.load(args.model, device=args.device)
     config = replace(FINETUNE_DEFAULTS, max_steps=args.steps or FINETUNE_DEFAULTS.max_steps)
     started = time.perf_counter()

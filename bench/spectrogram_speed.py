@@ -26,7 +26,7 @@ import soundfile as sf
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from backend import create_app  # noqa: E402
-from server_settings import ServerSettings  # noqa: E402
+from server.settings import ServerSettings  # noqa: E402
 
 DEFAULT_RECORDING = (
     Path(__file__).resolve().parents[2]

@@ -1,20 +1,44 @@
-"""Fixtures: real recordings from ../shared/data, and apps built on a temporary data dir."""
+"""Fixtures: real recordings from ../shared/data, and apps built on a temporary data dir.
+
+The suite runs on pytest-xdist workers (``-n auto``); each worker gets its share of the
+CPU's torch threads. ``-m "not slow"`` is the quick loop: it leaves out what trains,
+segments real recordings or starts server processes, and fuzzes with fewer examples.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import torch
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import HealthCheck, settings
 
 from backend import create_app
-from server_settings import ServerSettings
+from server.settings import ServerSettings
 
 PROJECT = Path(__file__).resolve().parents[1]
 SHARED_DATA = PROJECT.parent / "shared" / "data"
 SHIPPED_MODEL = PROJECT / "models" / "whisperseg-tiny"
+
+
+FUZZ_PROFILE = {
+    "deadline": None,
+    "database": None,
+    "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large],
+}
+settings.register_profile("full", max_examples=400, **FUZZ_PROFILE)
+settings.register_profile("quick", max_examples=40, **FUZZ_PROFILE)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    quick = "not slow" in (config.getoption("markexpr") or "")
+    settings.load_profile("quick" if quick else "full")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
 @pytest.fixture(scope="session")
@@ -32,22 +56,28 @@ def zebra_finch_wav(shared_data: Path) -> Path:
 
 
 @pytest.fixture
-def make_app(tmp_path: Path) -> Callable[..., Flask]:
+def make_app(tmp_path: Path) -> Iterator[Callable[..., Flask]]:
     """Build an app on ``tmp_path/data``; keyword arguments override settings.
 
     Its models folder is ``tmp_path/models``, holding a link to the shipped model, so
-    models trained by a test never land in the project.
+    models trained by a test never land in the project. Every app built is closed
+    (training worker stopped, database closed) when the test ends.
     """
     models_dir = tmp_path / "models"
     models_dir.mkdir(exist_ok=True)
     if SHIPPED_MODEL.is_dir() and not (models_dir / SHIPPED_MODEL.name).exists():
         (models_dir / SHIPPED_MODEL.name).symlink_to(SHIPPED_MODEL, target_is_directory=True)
 
+    built: list[Flask] = []
+
     def build(**overrides) -> Flask:
         settings = {"data_dir": tmp_path / "data", "models_dir": models_dir, **overrides}
-        return create_app(ServerSettings(**settings))
+        built.append(create_app(ServerSettings(**settings)))
+        return built[-1]
 
-    return build
+    yield build
+    for app in built:
+        app.extensions["whisperseg"].close()
 
 
 @pytest.fixture

@@ -14,7 +14,8 @@ from whisperseg.model import WhisperSegModel
 from whisperseg.segment import Segment
 from whisperseg.segmentation import SegmentationConfig, segment_recording
 
-Segmenter = Callable[[AnnotatedRecording], list[Segment]]
+# Segments one annotated recording (at its own species settings), for scoring.
+RecordingSegmenter = Callable[[AnnotatedRecording], list[Segment]]
 
 
 def recording_config(recording: AnnotatedRecording, num_trials: int = 3) -> SegmentationConfig:
@@ -29,7 +30,7 @@ def recording_config(recording: AnnotatedRecording, num_trials: int = 3) -> Segm
     )
 
 
-def whisperseg_segmenter(model: WhisperSegModel, num_trials: int = 3) -> Segmenter:
+def whisperseg_segmenter(model: WhisperSegModel, num_trials: int = 3) -> RecordingSegmenter:
     def run(recording: AnnotatedRecording) -> list[Segment]:
         config = recording_config(recording, num_trials)
         return segment_recording(model, recording.audio, recording.sr, config)
@@ -56,7 +57,7 @@ def group_name(path: Path) -> str:
 
 
 def evaluate(
-    segmenter: Segmenter,
+    segmenter: RecordingSegmenter,
     paths: Iterable[Path],
     tolerance: float | None = None,
     match_cluster: bool = False,

@@ -26,21 +26,16 @@ import numpy as np
 import pytest
 from api_helpers import audio_bytes, tone, upload
 from flask.testing import FlaskClient
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from backend import api, create_app
-from server_settings import ServerSettings
+from server.settings import ServerSettings
 
 DOC = api.openapi()
 SCHEMAS = DOC["components"]["schemas"]
 FUZZ_LIMITS = {"max_spec_columns": 2000, "max_clip_samples": 2_000_000, "max_upload_mb": 1}
-FUZZ_SETTINGS = settings(
-    max_examples=400,
-    deadline=timedelta(seconds=5),
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+FUZZ_SETTINGS = settings(deadline=timedelta(seconds=5))  # examples: conftest's profile
 EDGE_INTEGERS = [0, 1, -1, 2, 3, 255, 2**31, -(2**31), 2**63, -(2**63), 2**64, 10**30]
 EDGE_FLOATS = [0.0, -0.0, 5e-324, 1e-300, 0.5, 1e9, 1e308, -1e308]
 ANY_JSON = st.recursive(
@@ -278,7 +273,9 @@ def fuzz_app(tmp_path_factory: pytest.TempPathFactory):
     settings = ServerSettings(
         data_dir=root / "data", models_dir=root / "models", url_fetch_timeout_s=2, **FUZZ_LIMITS
     )
-    return create_app(settings)
+    app = create_app(settings)
+    yield app
+    app.extensions["whisperseg"].close()
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The /get-labels merge rule and the /finetune-whisperseg training clips (labeling.py)."""
+"""The /get-labels merge rule and the /finetune-whisperseg training clips (annotations.labels)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from labeling import (
+from annotations.labels import (
     CLUSTER_SEPARATOR,
     Label,
+    LabelledRecording,
     NoTrainingData,
     join_cluster,
     merge_labels,
@@ -17,6 +18,7 @@ from labeling import (
     training_clips,
 )
 from whisperseg.segment import Segment
+from whisperseg.segmentation import time_step_from_labels
 
 SR = 1000
 AUDIO = np.arange(10 * SR, dtype=np.float32)  # 10 s; sample value = its index
@@ -71,7 +73,9 @@ def test_merge_ignores_empty_and_reversed_areas():
 
 def test_training_clips_cut_clip_and_shift_labels():
     humans = [_human(2.2, 2.5, "inside"), _human(3.78, 4.3, "straddles"), _human(6.0, 6.5, "out")]
-    clips = training_clips(AUDIO, SR, [(2.0, 4.0)], humans, min_frequency=300.0)
+    clips = training_clips(
+        [LabelledRecording(AUDIO, SR, [(2.0, 4.0)], humans)], min_frequency=300.0
+    )
     assert len(clips) == 1
     clip = clips[0]
     np.testing.assert_array_equal(clip.audio, AUDIO[2000:4000])
@@ -86,14 +90,30 @@ def test_training_clips_cut_clip_and_shift_labels():
 
 
 def test_training_clips_given_time_step_and_areas_without_labels():
-    clips = training_clips(AUDIO, SR, [(1.0, 2.0), (5.0, 6.0)], [_human(1.2, 1.5)], 0.004)
+    recording = LabelledRecording(AUDIO, SR, [(1.0, 2.0), (5.0, 6.0)], [_human(1.2, 1.5)])
+    clips = training_clips([recording], 0.004)
     assert [len(c.segments) for c in clips] == [1, 0]  # the empty area teaches "nothing here"
     assert all(c.spec_time_step == 0.004 for c in clips)
 
 
+def test_training_clips_from_several_recordings_share_one_time_step():
+    other_rate = 2000
+    other = np.linspace(-1, 1, 4 * other_rate, dtype=np.float32)
+    first = LabelledRecording(AUDIO, SR, [(1.0, 2.0)], [_human(1.2, 1.3)])
+    second = LabelledRecording(other, other_rate, [(0.0, 4.0)], [_human(1.0, 1.5)])
+    clips = training_clips([first, second])
+    assert [(c.sr, len(c.audio)) for c in clips] == [(SR, 1000), (other_rate, 8000)]
+    # both recordings' labels (0.1 s and 0.5 s long) decide the common step
+    step = time_step_from_labels([s.duration for c in clips for s in c.segments])
+    assert 0.3 / 25 <= step <= 0.3 / 25 + 0.0005 + 1e-9  # a 25th of the median, rounded up
+    assert [c.spec_time_step for c in clips] == [step, step]
+
+
 def test_training_clips_skip_invalid_areas_and_clip_to_the_audio():
     areas = [(3.0, 3.0), (5.0, 4.0), (11.0, 12.0), (-5.0, -1.0), (math.nan, 2.0), (9.5, 20.0)]
-    clips = training_clips(AUDIO, SR, areas, [_human(9.6, 9.8), _human(3.0, 3.5)])
+    clips = training_clips(
+        [LabelledRecording(AUDIO, SR, areas, [_human(9.6, 9.8), _human(3.0, 3.5)])]
+    )
     assert len(clips) == 1
     np.testing.assert_array_equal(clips[0].audio, AUDIO[9500:])
 
@@ -109,4 +129,4 @@ def test_training_clips_skip_invalid_areas_and_clip_to_the_audio():
 )
 def test_no_valid_training_data(areas, labels):
     with pytest.raises(NoTrainingData, match="No valid training data specified"):
-        training_clips(AUDIO, SR, areas, labels)
+        training_clips([LabelledRecording(AUDIO, SR, areas, labels)])

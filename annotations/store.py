@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from server.durable import utc_timestamp
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS annotation_versions (
@@ -43,7 +44,7 @@ class AnnotationStore:
 
     def add_version(self, hash_id: str, annotations: list[dict[str, Any]]) -> str:
         """Store a new version, committed to disk before returning its version string."""
-        version = _now()
+        version = utc_timestamp()
         self._insert(
             "INSERT INTO annotation_versions (hash_id, version, annotations) VALUES (?, ?, ?)",
             (hash_id, version, json.dumps(annotations)),
@@ -74,7 +75,7 @@ class AnnotationStore:
         """Store an annotation-time log as received from the frontend."""
         self._insert(
             "INSERT INTO annotation_time_logs (received, log) VALUES (?, ?)",
-            (_now(), json.dumps(log)),
+            (utc_timestamp(), json.dumps(log)),
         )
 
     def close(self) -> None:
@@ -90,7 +91,3 @@ class AnnotationStore:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")

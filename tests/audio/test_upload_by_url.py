@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler
 import pytest
 from api_helpers import audio_bytes, decode_jpeg, serve_http, tone
 
-import url_fetch
+from audio import url_fetch
 
 SONG = audio_bytes(tone(1500, 1.0, 16000), 16000, subtype="PCM_16")
 

@@ -159,6 +159,7 @@ def test_energy_threshold_segments_without_a_folder(tmp_path: Path):
     ]
 
 
+@pytest.mark.slow
 def test_whisperseg_segmenter_returns_segments(models_dir: Path):
     segments = ModelRegistry(models_dir).segmenter("whisperseg-tiny").segment(_bursts(0.5), SR)
     assert all(isinstance(s, Segment) and 0 <= s.onset < s.offset <= 0.5 for s in segments)

@@ -80,6 +80,7 @@ def test_the_shipped_model_and_the_baseline_are_ready(client: FlaskClient) -> No
     assert model_names(client, "/list-models-training-in-progress") == {}
 
 
+@pytest.mark.slow
 def test_get_labels_finds_the_songs_of_a_held_out_bird(
     client: FlaskClient, shared_data: Path
 ) -> None:
@@ -98,6 +99,7 @@ def test_get_labels_finds_the_songs_of_a_held_out_bird(
     assert scores["segment_f1"] >= 0.9, scores
 
 
+@pytest.mark.slow
 def test_get_labels_keeps_the_human_labels_inside_annotated_areas(
     client: FlaskClient, shared_data: Path
 ) -> None:
@@ -198,6 +200,57 @@ def _song_request(audio_id: str, segments: list[Segment], name: str, until: floa
     }
 
 
+def test_finetune_on_several_recordings_refuses_bad_ones_and_changes_nothing(
+    client: FlaskClient, tmp_path: Path
+) -> None:
+    audio_id, truth = upload_song(client, seed=3, duration=4.0)
+    good = {"audio_id": audio_id, **_labelled_part(truth, 0.0, 4.0)}
+    before = sorted(p.name for p in (tmp_path / "models").iterdir())
+    cases = [
+        ({}, 400, "audio_id"),
+        ({"training_data": [{"annotated_areas": []}]}, 400, "training_data.0.audio_id"),
+        ({"training_data": [good, {**good, "audio_id": "gone"}]}, 404, "gone"),
+        ({"training_data": [{**good, "human_labels": []}]}, 400, NO_TRAINING_DATA),
+    ]
+    for change, status, message in cases:
+        request = {"new_model_name": "two-songs", **change}
+        reply = client.post("/finetune-whisperseg", json=request)
+        assert reply.status_code == status, (change, reply.get_json())
+        assert message in reply.get_json()["error"], (change, reply.get_json())
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == before
+
+
+def _labelled_part(truth: list[Segment], start: float, end: float) -> dict:
+    """The annotated area [start, end] of a generated song with its typed labels."""
+    labels = [
+        {"onset": s.onset, "offset": s.offset, "species": "synthetica", "clustername": s.cluster}
+        for s in truth
+        if start <= s.onset and s.offset <= end
+    ]
+    return {"annotated_areas": [{"onset": start, "offset": end}], "human_labels": labels}
+
+
+@pytest.mark.slow
+def test_one_job_learns_from_several_recordings(make_app: Callable[..., Flask]) -> None:
+    """Labels from two recordings train one model, which then types a third one."""
+    client = make_app(finetune_max_steps=120).test_client()
+    songs = [upload_song(client, seed=seed, duration=12.0) for seed in (21, 22, 23)]
+    training_data = [{"audio_id": a, **_labelled_part(t, 0.0, 12.0)} for a, t in songs[:2]]
+    request = {"new_model_name": "two-songs", "training_data": training_data}
+    assert client.post("/finetune-whisperseg", json=request).status_code == 201
+    wait_for_state(client, "two-songs", "done", timeout=900)
+    job = client.get("/training-jobs/two-songs").get_json()
+    assert job["initial_model"] == "whisperseg-tiny"
+
+    audio_id, truth = songs[2]
+    reply = client.post("/get-labels", json={"audio_id": audio_id, "model_name": "two-songs"})
+    predicted = reply.get_json()["labels"]
+    scores = evaluate_files([(as_segments(predicted, "clustername"), truth)], tolerance=0.01)
+    print("two songs -> a third, typed segment F1:", scores["segment_f1"])
+    assert scores["segment_f1"] >= 0.8, scores
+
+
+@pytest.mark.slow
 def test_finetuning_on_the_first_part_of_a_song_labels_the_rest(
     make_app: Callable[..., Flask],
 ) -> None:
@@ -250,6 +303,7 @@ def test_finetuning_on_the_first_part_of_a_song_labels_the_rest(
     assert scores["segment_f1"] >= 0.8, scores  # measured 0.936 with 120 steps
 
 
+@pytest.mark.slow
 def test_finetuning_on_a_real_canary_recording(
     make_app: Callable[..., Flask], shared_data: Path
 ) -> None:
@@ -291,6 +345,7 @@ def test_finetuning_on_a_real_canary_recording(
     assert scores["segment_f1"] >= 0.85, scores  # measured 1.000 with 120 steps
 
 
+@pytest.mark.slow
 def test_cancel_a_job_and_reuse_its_name(make_app: Callable[..., Flask], tmp_path: Path) -> None:
     client = make_app(finetune_max_steps=5000).test_client()
     audio_id, truth = upload_song(client, seed=2, duration=10.0)
@@ -308,6 +363,7 @@ def test_cancel_a_job_and_reuse_its_name(make_app: Callable[..., Flask], tmp_pat
     client.post("/cancel-finetuning", json={"model_name": "to-cancel"})
 
 
+@pytest.mark.slow
 def test_a_failing_job_is_reported_and_the_next_one_still_runs(
     make_app: Callable[..., Flask], tmp_path: Path
 ) -> None:
@@ -328,6 +384,7 @@ def test_a_failing_job_is_reported_and_the_next_one_still_runs(
     assert client.get("/get-status").status_code == 200
 
 
+@pytest.mark.slow
 def test_with_tokens_users_see_shipped_models_and_their_own(
     make_app: Callable[..., Flask], tmp_path: Path
 ) -> None:

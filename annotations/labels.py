@@ -19,6 +19,8 @@ from whisperseg.training import TrainingExample
 
 CLUSTER_SEPARATOR = "<==SEPARATOR==>"
 UNKNOWN = "Unknown"
+# What the frontend sends for "no value": a missing key, null, "" or its -1 placeholder.
+NO_VALUE = (None, "", -1, "-1")
 
 Area = tuple[float, float]
 
@@ -28,6 +30,16 @@ class NoTrainingData(ValueError):
 
     def __init__(self) -> None:
         super().__init__("No valid training data specified. Re-check the annotated areas.")
+
+
+def has_value(value: object) -> bool:
+    """False for the frontend's "no value" markers (see :data:`NO_VALUE`)."""
+    return value not in NO_VALUE
+
+
+def label_name(value: object) -> str:
+    """A species, individual or cluster name; "no value" becomes :data:`UNKNOWN`."""
+    return str(value) if has_value(value) else UNKNOWN
 
 
 def join_cluster(species: str, individual: str, clustername: str) -> str:
@@ -103,34 +115,47 @@ def _clipped_segments(area: Area, human_labels: Sequence[Label]) -> tuple[Segmen
     )
 
 
+@dataclass(frozen=True)
+class LabelledRecording:
+    """One channel's samples with the areas a person annotated and the labels drawn in them."""
+
+    audio: np.ndarray
+    sr: int
+    areas: Sequence[Area]
+    labels: Sequence[Label]
+
+    def clips(self) -> list[tuple[np.ndarray, tuple[Segment, ...]]]:
+        """(samples, labels relative to the area) of every valid annotated area."""
+        duration = len(self.audio) / self.sr
+        clips = []
+        for area in self.areas:
+            valid = _valid_area(area, duration)
+            if valid is None:
+                continue
+            start, end = round(valid[0] * self.sr), round(valid[1] * self.sr)
+            if end > start:
+                samples = np.asarray(self.audio[start:end], dtype=np.float32).copy()
+                clips.append((samples, _clipped_segments(valid, self.labels)))
+        return clips
+
+
 def training_clips(
-    audio: np.ndarray,
-    sr: int,
-    annotated_areas: Sequence[Area],
-    human_labels: Sequence[Label],
+    recordings: Sequence[LabelledRecording],
     spec_time_step: float | None = None,
     min_frequency: float = 0.0,
 ) -> list[TrainingExample]:
-    """One training example per valid annotated area, its labels relative to the area.
+    """One training example per valid annotated area of every recording, labels relative to it.
 
     An area without labels is kept: it teaches the model that nothing is there.
-    ``spec_time_step`` defaults to the one derived from the clipped labels' durations.
+    ``spec_time_step`` defaults to the one derived from all clipped labels' durations.
     Raises :class:`NoTrainingData` when no valid area holds a label.
     """
-    duration = len(audio) / sr
-    clips: list[tuple[np.ndarray, tuple[Segment, ...]]] = []
-    for area in annotated_areas:
-        valid = _valid_area(area, duration)
-        if valid is None:
-            continue
-        start, end = round(valid[0] * sr), round(valid[1] * sr)
-        if end > start:
-            samples = np.asarray(audio[start:end], dtype=np.float32).copy()
-            clips.append((samples, _clipped_segments(valid, human_labels)))
-    durations = [s.duration for _, segments in clips for s in segments]
+    clips = [(clip, r.sr) for r in recordings for clip in r.clips()]
+    durations = [s.duration for (_, segments), _ in clips for s in segments]
     if not durations:
         raise NoTrainingData()
     step = spec_time_step or time_step_from_labels(durations)
     return [
-        TrainingExample(samples, sr, segments, step, min_frequency) for samples, segments in clips
+        TrainingExample(samples, sr, segments, step, min_frequency)
+        for (samples, segments), sr in clips
     ]

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import finetune_worker
+from annotations.labels import Label, LabelledRecording, training_clips
 from finetune_worker import (
     FINETUNED_CONFIG_KEY,
     INTERRUPTED,
@@ -22,7 +23,6 @@ from finetune_worker import (
     UnknownJobError,
     format_eta,
 )
-from labeling import Label, training_clips
 from model_registry import (
     ENERGY_MODEL,
     JOB_FILE,
@@ -43,7 +43,7 @@ def examples() -> list[TrainingExample]:
     """Two annotated seconds of noise with labelled calls, as /finetune-whisperseg makes them."""
     audio = np.random.default_rng(0).normal(0, 0.05, 3 * SR).astype(np.float32)
     labels = [Label(0.3, 0.5, "finch", "b1", "A"), Label(1.2, 1.4, "finch", "b1", "B")]
-    return training_clips(audio, SR, [(0.0, 2.0)], labels, spec_time_step=0.0025)
+    return training_clips([LabelledRecording(audio, SR, [(0.0, 2.0)], labels)], 0.0025)
 
 
 @pytest.fixture
@@ -114,6 +114,7 @@ def test_format_eta(seconds, text):
     assert format_eta(seconds) == text
 
 
+@pytest.mark.slow
 def test_job_lifecycle_to_a_ready_model(worker, registry, examples, gate):
     gate.release.set()
     inference_model = registry.load("whisperseg-tiny")
@@ -149,6 +150,7 @@ def test_job_lifecycle_to_a_ready_model(worker, registry, examples, gate):
     assert torch.equal(inference_model.network.model.encoder.conv1.weight, weights_before)
 
 
+@pytest.mark.slow
 def test_training_does_not_block_other_requests(worker, registry, examples, gate):
     worker.submit("busy", "whisperseg-tiny", examples, config=FAST)
     assert gate.paused.wait(60)
@@ -161,6 +163,7 @@ def test_training_does_not_block_other_requests(worker, registry, examples, gate
     assert wait_until_finished(worker, "busy").state == "done"
 
 
+@pytest.mark.slow
 def test_a_failing_job_is_recorded_and_the_worker_goes_on(worker, registry, examples):
     unlabelled = [TrainingExample(examples[0].audio, SR, (), 0.0025)]
     worker.submit("broken", "whisperseg-tiny", unlabelled, config=FAST)
@@ -184,6 +187,7 @@ def test_submit_refuses_taken_names_and_unknown_initial_models(worker, examples)
     assert worker.jobs() == []
 
 
+@pytest.mark.slow
 def test_cancel_queued_and_running_jobs(worker, registry, examples, gate):
     worker.submit("running", "whisperseg-tiny", examples, config=FAST)
     worker.submit("waiting", "whisperseg-tiny", examples, config=FAST)
@@ -224,3 +228,29 @@ def test_a_restart_marks_unfinished_jobs_failed(registry, examples):
         assert [m.name for m in registry.list_ready()] == ["whisperseg-tiny", ENERGY_MODEL]
     finally:
         worker.close()
+
+
+@pytest.mark.slow
+def test_listing_jobs_does_not_wait_for_a_slow_disk(worker, examples, monkeypatch):
+    """job.json is written outside the job lock: a slow disk never stalls the model lists."""
+    writing, release = threading.Event(), threading.Event()
+    real_write = finetune_worker.write_json_atomic
+
+    def slow_write(path: Path, values: dict) -> None:
+        if values.get("state") == "training":
+            writing.set()
+            release.wait(30)
+        real_write(path, values)
+
+    monkeypatch.setattr(finetune_worker, "write_json_atomic", slow_write)
+    worker.submit("slow-disk", "whisperseg-tiny", examples, config=FAST)
+    assert writing.wait(30)
+    listed: list[list[JobRecord]] = []
+    reader = threading.Thread(target=lambda: listed.append(worker.jobs()))
+    reader.start()
+    reader.join(5)
+    still_writing = not release.is_set()
+    release.set()
+    assert listed and still_writing, "listing jobs waited for the disk write"
+    assert [j.name for j in listed[0]] == ["slow-disk"]
+    assert wait_until_finished(worker, "slow-disk").state == "done"

@@ -37,6 +37,7 @@ def test_the_shipped_model_is_small_half_precision_and_documented() -> None:
     assert "held-out" in card.lower() and (SHIPPED_MODEL / "heldout_example.png").is_file()
 
 
+@pytest.mark.slow
 def test_the_shipped_model_segments_held_out_recordings(shared_data: Path) -> None:
     model = WhisperSegModel.load(SHIPPED_MODEL, device="cpu", quantize=True)
     held_out = split_recordings(find_recordings(shared_data))[1]

@@ -16,7 +16,7 @@ from whisperseg.conversion import (
     read_ctranslate2_variables,
 )
 
-SPEECH_CLIP = Path(__file__).parent / "assets" / "speech_hello.wav"  # see make_speech_clip.sh
+SPEECH_CLIP = Path(__file__).parents[1] / "assets" / "speech_hello.wav"  # see make_speech_clip.sh
 
 
 @pytest.fixture(scope="module")

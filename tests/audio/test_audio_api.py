@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 from api_helpers import audio_bytes, decode_jpeg, decode_wav, tone, upload
 
-from audio_io import decode_audio
+from audio.codec import decode_audio
 from audio_store import AudioStore, UnknownAudio
 
 CONFIG_KEYS = {

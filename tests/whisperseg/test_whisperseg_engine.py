@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -152,6 +153,7 @@ def test_time_step_is_derived_from_the_median_label() -> None:
         time_step_from_labels([])
 
 
+@pytest.mark.slow
 def test_finetuning_with_the_same_seed_gives_the_same_run() -> None:
     audio, segments = make_song(seed=1, duration=5.0)
     example = TrainingExample(audio, 32000, tuple(segments), spec_time_step=0.0025)
@@ -164,6 +166,27 @@ def test_finetuning_with_the_same_seed_gives_the_same_run() -> None:
         TrainingConfig(max_steps=3, batch_size=2, seed=8),
     )
     assert other != runs[0]
+
+
+@pytest.mark.slow
+def test_finetuning_a_finetuned_model_keeps_its_cluster_names(tmp_path: Path) -> None:
+    """A person who labels more later keeps the syllable types the model already knows."""
+    audio, segments = make_song(seed=1, duration=5.0)
+    first = TrainingExample(audio, 32000, tuple(segments), spec_time_step=0.0025)
+    config = TrainingConfig(max_steps=2, batch_size=2)
+    model = random_tiny(d_model=32)
+    finetune(model, [first], config)
+    model.save(tmp_path / "first")
+    known = dict(WhisperSegModel.load(tmp_path / "first", device="cpu").cluster_codebook)
+    assert set(known) == {s.cluster for s in segments}
+
+    renamed = tuple(replace(s, cluster="D") if s.cluster == "A" else s for s in segments)
+    second = WhisperSegModel.load(tmp_path / "first", device="cpu")
+    finetune(second, [replace(first, segments=renamed)], config)
+    second.save(tmp_path / "second")
+    codebook = WhisperSegModel.load(tmp_path / "second", device="cpu").cluster_codebook
+    assert {name: codebook[name] for name in known} == known
+    assert codebook["D"] not in known.values()
 
 
 def test_models_loaded_in_parallel_threads_all_get_their_weights(tiny_model_dir: Path) -> None:

@@ -4,15 +4,19 @@ Routes are declared once on a :class:`JsonApi` with the pydantic model that vali
 input; the same declaration registers the Flask view and produces the OpenAPI document, so
 documentation cannot drift from validation.
 
-Example (in backend.py)::
+A handler returns a reply model (described in the OpenAPI document when declared with
+``reply=``), a plain JSON value or a Flask ``Response``. Example::
 
     class EchoRequest(ApiModel):
         text: str
         times: int = 1
 
-    @api.post("/echo", body=EchoRequest, status=200)
-    def echo(body: EchoRequest) -> dict:
-        return {"echo": body.text * body.times}
+    class EchoReply(BaseModel):
+        echo: str
+
+    @api.post("/echo", body=EchoRequest, reply=EchoReply, status=200)
+    def echo(body: EchoRequest) -> EchoReply:
+        return EchoReply(echo=body.text * body.times)
 """
 
 from __future__ import annotations
@@ -22,16 +26,18 @@ import logging
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, TypeVar, get_args
 
 from flask import Flask, Response, jsonify, request
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, model_validator
 from pydantic.json_schema import models_json_schema
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
+# Exception type -> HTTP status, or a function of the exception that gives it.
+ErrorStatuses = Mapping[type[Exception], int | Callable[[Any], int]]
 
 # Besides JSON null, strings that clients send to mean "not given": an untouched form field,
 # and what JavaScript's FormData makes of null and undefined.
@@ -103,6 +109,7 @@ class Endpoint:
     model: type[BaseModel] | None
     body_kind: BodyKind
     status: int
+    reply: Any = None  # a reply model, or a type such as list[Model]
     files: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
 
@@ -122,32 +129,39 @@ class JsonApi:
         body: type[BaseModel] | None = None,
         form: type[BaseModel] | None = None,
         files: Iterable[str] = (),
+        reply: Any = None,
         status: int = 201,
         tags: Iterable[str] = (),
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Declare a POST route; the handler gets the validated model, then path arguments."""
         kind: BodyKind = "form" if form is not None else "json"
-        return self._declare("POST", rule, form or body, kind, status, tuple(files), tuple(tags))
+        model = form or body
+        return self._declare(
+            Endpoint("POST", rule, _unset, model, kind, status, reply, tuple(files), tuple(tags))
+        )
 
     def get(
         self,
         rule: str,
         *,
         query: type[BaseModel] | None = None,
+        reply: Any = None,
         status: int = 200,
         tags: Iterable[str] = (),
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Declare a GET route; with ``query`` the handler gets the validated query string."""
-        return self._declare("GET", rule, query, "query", status, (), tuple(tags))
+        return self._declare(
+            Endpoint("GET", rule, _unset, query, "query", status, reply, (), tuple(tags))
+        )
 
-    def _declare(self, method, rule, model, kind, status, files, tags):
+    def _declare(self, endpoint: Endpoint) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         def decorator(handler: Callable[..., Any]) -> Callable[..., Any]:
-            self.endpoints.append(Endpoint(method, rule, handler, model, kind, status, files, tags))
+            self.endpoints.append(replace(endpoint, handler=handler))
             return handler
 
         return decorator
 
-    def init_app(self, app: Flask, error_statuses: Mapping[type[Exception], int] = {}) -> None:
+    def init_app(self, app: Flask, error_statuses: ErrorStatuses) -> None:
         """Register every route (with and without trailing slash), JSON errors, /openapi.json.
 
         ``error_statuses`` maps exceptions raised by handlers to the status clients get, with
@@ -164,9 +178,12 @@ class JsonApi:
 
     def openapi(self) -> dict[str, Any]:
         """OpenAPI 3.1 document of every declared route, schemas from the pydantic models."""
-        models = sorted({e.model for e in self.endpoints if e.model}, key=lambda m: m.__name__)
+        requests = {e.model for e in self.endpoints if e.model}
+        replies = {r for e in self.endpoints for r in _models_in(e.reply)}
         _, defs = models_json_schema(
-            [(m, "validation") for m in models], ref_template="#/components/schemas/{model}"
+            [(m, "validation") for m in sorted(requests, key=_name)]
+            + [(m, "serialization") for m in sorted(replies, key=_name)],
+            ref_template="#/components/schemas/{model}",
         )
         paths: dict[str, dict[str, Any]] = {}
         for endpoint in self.endpoints:
@@ -199,10 +216,47 @@ def _make_view(endpoint: Endpoint) -> Callable[..., Any]:
         result = endpoint.handler(*args, **path_args)
         if isinstance(result, Response):
             return result
-        return jsonify(result), endpoint.status
+        return jsonify(_jsonable(result)), endpoint.status
 
     view.__doc__ = endpoint.handler.__doc__
     return view
+
+
+def _unset(*args: Any, **kwargs: Any) -> Any:
+    raise AssertionError("an endpoint is declared before its handler is attached")
+
+
+def _name(model: type[BaseModel]) -> str:
+    return model.__name__
+
+
+def _models_in(reply: Any) -> list[type[BaseModel]]:
+    """The reply models a reply annotation names: ``Model`` or ``list[Model]``."""
+    if isinstance(reply, type) and issubclass(reply, BaseModel):
+        return [reply]
+    return [arg for arg in get_args(reply) if isinstance(arg, type) and issubclass(arg, BaseModel)]
+
+
+def _reply_schema(reply: Any) -> dict[str, Any] | None:
+    """A reply model as a reference to its component; other types (list[Model], list[dict])
+    as their own JSON schema."""
+    if reply is None:
+        return None
+    schema = TypeAdapter(reply).json_schema(
+        mode="serialization", ref_template="#/components/schemas/{model}"
+    )
+    schema.pop("$defs", None)  # the models are in the document's components
+    models = _models_in(reply)
+    return {"$ref": f"#/components/schemas/{reply.__name__}"} if reply in models else schema
+
+
+def _jsonable(result: Any) -> Any:
+    """Reply models as dicts (keys left unset stay out); lists of them likewise."""
+    if isinstance(result, BaseModel):
+        return result.model_dump(mode="json", exclude_unset=True)
+    if isinstance(result, list):
+        return [_jsonable(item) for item in result]
+    return result
 
 
 def _request_data(kind: BodyKind) -> Any:
@@ -256,7 +310,7 @@ def _operation(endpoint: Endpoint) -> dict[str, Any]:
         "operationId": re.sub(r"\W+", "_", f"{endpoint.method} {endpoint.rule}").strip("_").lower(),
         "summary": summary,
         "responses": {
-            str(endpoint.status): {"description": "Success"},
+            str(endpoint.status): _success(endpoint.reply),
             "4XX": {
                 "description": "Client error",
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
@@ -295,11 +349,22 @@ def _operation(endpoint: Endpoint) -> dict[str, Any]:
     return operation
 
 
-def install_json_errors(app: Flask, error_statuses: Mapping[type[Exception], int] = {}) -> None:
+def _success(reply: Any) -> dict[str, Any]:
+    schema = _reply_schema(reply)
+    if schema is None:
+        return {"description": "Success"}
+    return {"description": "Success", "content": {"application/json": {"schema": schema}}}
+
+
+def install_json_errors(app: Flask, error_statuses: ErrorStatuses) -> None:
     """Every 4xx/5xx becomes ``{"error": message}``; never an HTML page."""
     for exception_type, status in error_statuses.items():
         app.register_error_handler(
-            exception_type, lambda exc, status=status: (jsonify(error=str(exc)), status)
+            exception_type,
+            lambda exc, status=status: (
+                jsonify(error=str(exc)),
+                status(exc) if callable(status) else status,
+            ),
         )
 
     @app.errorhandler(ApiError)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from audio_io import to_float32
+from audio.codec import to_float32
 
 REDUCE_ABOVE = 100_000  # samples; longer spans are reduced before sending
 REDUCED_BUCKETS = 5_000  # min/max pairs: about 10,000 values, enough for any screen width

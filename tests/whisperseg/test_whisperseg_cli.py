@@ -15,7 +15,7 @@ import soundfile as sf
 from whisperseg.hub import PullError, pull, resolve_repo
 from whisperseg.initialize import random_tiny
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -36,6 +36,7 @@ def test_every_command_has_help() -> None:
         assert "usage: python -m whisperseg" in result.stdout
 
 
+@pytest.mark.slow
 def test_segment_writes_csv_and_json(tmp_path: Path) -> None:
     model = random_tiny(d_model=32)
     model.save(tmp_path / "tiny")

@@ -18,7 +18,10 @@ from conftest import PROJECT, SHIPPED_MODEL
 
 from example_audios.make_example_song import make_song
 
-pytestmark = pytest.mark.skipif(not SHIPPED_MODEL.is_dir(), reason="shipped model missing")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not SHIPPED_MODEL.is_dir(), reason="shipped model missing"),
+]
 
 
 def free_port() -> int:

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from annotations.labels import has_value
 
 CSV_COLUMNS = (
     "onset",
@@ -47,6 +50,11 @@ class ExportFormat:
     media_type: str
     extension: str
     render: Callable[[list[Annotation]], str]
+
+    def file_name(self, hash_id: str) -> str:
+        """A download name safe on any disk: the hash id with unusual characters replaced."""
+        stem = re.sub(r"[^A-Za-z0-9_.-]", "_", hash_id) or "annotations"
+        return f"{stem}.{self.extension}"
 
 
 def to_csv(annotations: list[Annotation]) -> str:
@@ -102,9 +110,9 @@ def _by_onset(annotations: list[Annotation]) -> list[Annotation]:
 
 
 def _value(item: Annotation, key: str) -> Any:
-    """The value, or None for the frontend's "no value" markers (missing, null, -1, "")."""
+    """The value, or None for the frontend's "no value" markers."""
     value = item.get(key)
-    return None if value in (None, -1, "-1", "") else value
+    return value if has_value(value) else None
 
 
 def _text(item: Annotation, key: str) -> str:

@@ -15,7 +15,7 @@ import pytest
 from api_helpers import audio_bytes, serve_http, tone, upload
 from flask.testing import FlaskClient
 
-import url_fetch
+from audio import url_fetch
 from bench.live_server import LiveServer
 
 SONG = audio_bytes(tone(2000, 0.5, 16000), 16000, subtype="PCM_16")
@@ -338,6 +338,7 @@ def small_limit_server(request, tmp_path_factory) -> Iterator[LiveServer]:
         yield server
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("path", "content_type"),
     [("/upload", "multipart/form-data; boundary=x"), ("/post-annotations/h", "application/json")],

@@ -1,0 +1,1 @@
+"""Human annotations: durable versions, export formats, labels and the merge rule."""

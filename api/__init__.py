@@ -1,0 +1,1 @@
+"""HTTP plumbing: route declaration and validation, request and reply models, error codes."""

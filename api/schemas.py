@@ -1,0 +1,379 @@
+"""Request and reply models of every route: validation, defaults and the OpenAPI document.
+
+Request models turn the frontend's loose JSON (nulls, blanks, numbers as strings) into typed
+values; reply models name every key a client reads (shared/API.md). The conversions from
+domain objects to replies live here too, so the HTTP edge is the only place that knows
+the API's key names.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from annotations.labels import Label, label_name
+from api.json_api import ApiModel
+from finetune_worker import JobRecord
+from server.settings import ServerSettings
+from spectrogram import SpecConfig
+
+LIMITS = ServerSettings  # the fixed limits are class constants of the settings
+
+
+class Reply(BaseModel):
+    """Base of reply models: built by the server, so nothing to coerce."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- Audio -------------------------------------------------------------------------------
+
+
+class SpecParams(ApiModel):
+    """Spectrogram parameters shared by uploads and clip requests; null/""/<=0 = default."""
+
+    hop_length: int | None = Field(None, description="Samples between columns")
+    num_spec_columns: int | None = Field(None, description="Image width; default 1000")
+    sampling_rate: int | None = Field(None, le=LIMITS.MAX_SAMPLING_RATE, description="Display rate")
+    spec_cal_method: str | None = Field(None, description="log-mel (default) or constant-q")
+    n_fft: int | None = Field(None, le=LIMITS.MAX_N_FFT)
+    bins_per_octave: int | None = None
+    min_frequency: float | None = None
+    max_frequency: float | None = None
+    color_map: str | None = Field(
+        None, description="viridis|plasma|inferno|magma|cividis|gray; anything else inferno"
+    )
+    brightness: float = Field(1.0, ge=0, description="Multiplicative; 1.0 = unchanged")
+    contrast: float = Field(1.0, ge=0, description="Multiplicative; 1.0 = unchanged")
+
+    def display_rate(self, source_rate: int) -> int:
+        """The rate the spectrogram is computed at: the asked one, else the audio's own."""
+        return self.sampling_rate if self.sampling_rate and self.sampling_rate > 0 else source_rate
+
+    def config_options(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`spectrogram.resolve_config` this request sets."""
+        return self.model_dump(
+            include={
+                "spec_cal_method",
+                "n_fft",
+                "bins_per_octave",
+                "hop_length",
+                "num_spec_columns",
+                "min_frequency",
+                "max_frequency",
+            }
+        )
+
+
+class UploadForm(SpecParams):
+    """Multipart form fields of /upload (the file itself is ``newAudioFile``)."""
+
+
+class UploadByUrlRequest(SpecParams):
+    audio_url: str
+
+
+class ClipSpecRequest(SpecParams):
+    audio_id: str
+    start_time: float = Field(0.0, ge=0, le=LIMITS.MAX_SECONDS, description="Seconds")
+    return_matrix: bool = Field(
+        False,
+        description="Also return 'matrix': the dB values, matrix[i] is the row at freqs[i] "
+        "(lowest frequency first), one value per column",
+    )
+
+
+class ClipRequest(ApiModel):
+    audio_id: str
+    start_time: float = Field(0.0, ge=0, le=LIMITS.MAX_SECONDS, description="Seconds")
+    clip_duration: float | None = Field(
+        None, ge=0, le=LIMITS.MAX_SECONDS, description="Seconds; default: to the end"
+    )
+
+
+class VisualizationRequest(ClipRequest):
+    target_length: int = Field(
+        0, ge=0, le=LIMITS.MAX_VISUALIZATION_LENGTH, description="Zeros returned for an empty span"
+    )
+
+
+class ReleaseRequest(ApiModel):
+    audio_id_list: list[str | None] = Field(default_factory=list)
+
+
+class SpecConfigReply(Reply):
+    """The effective spectrogram parameters, echoed as ``configurations``."""
+
+    spec_cal_method: str
+    n_fft: int
+    bins_per_octave: int | None
+    hop_length: int
+    num_spec_columns: int
+    sampling_rate: int
+    min_frequency: float
+    max_frequency: float
+
+    @classmethod
+    def of(cls, config: SpecConfig) -> SpecConfigReply:
+        return cls(**config.as_dict())
+
+
+class SpectrogramReply(Reply):
+    spec: str = Field(description="Base64 JPEG, top row = highest frequency")
+    freqs: list[float] = Field(description="Row frequencies in Hz, freqs[0] = bottom row")
+
+
+class ChannelReply(SpectrogramReply):
+    audio_id: str
+    audio_duration: float = Field(description="Seconds")
+
+
+class UploadReply(Reply):
+    configurations: SpecConfigReply
+    channels: list[ChannelReply]
+
+
+class ClipSpecReply(SpectrogramReply):
+    configurations: SpecConfigReply
+    matrix: list[list[float]] | None = Field(None, description="Only with return_matrix")
+
+
+class WavReply(Reply):
+    wav: str = Field(description="Base64 mono 16-bit PCM WAV")
+
+
+class VisualizationReply(Reply):
+    wav_array: list[float]
+
+
+class StatusReply(Reply):
+    status: str
+
+
+class ResponseReply(Reply):
+    response: str
+
+
+class MessageReply(Reply):
+    message: str
+
+
+# --- Annotations -------------------------------------------------------------------------
+
+
+class AnnotationBody(BaseModel):
+    """One labelled segment; keys beyond onset/offset are kept exactly as posted."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+
+    onset: float
+    offset: float
+
+
+class AnnotationsPost(ApiModel):
+    annotations: list[AnnotationBody]
+
+
+class AnnotationVersion(Reply):
+    version: str = Field(description="ISO 8601 UTC")
+    annotations: list[dict[str, Any]]
+
+
+class ExportQuery(ApiModel):
+    format: Literal["csv", "raven", "audacity"] = "csv"
+
+
+class MetadataRequest(ApiModel):
+    hash_id: str | None = None
+    user_profile: Any = None
+
+
+class AnnotationTimeLog(ApiModel):
+    log: list[Any]
+
+
+# --- Models ------------------------------------------------------------------------------
+
+
+class TokenRequest(ApiModel):
+    token: str | None = Field(None, description="Needed only when token authentication is on")
+
+
+class AreaBody(ApiModel):
+    """An annotated area: seconds from the start of the recording."""
+
+    onset: float = Field(allow_inf_nan=False)
+    offset: float = Field(allow_inf_nan=False)
+
+
+LabelName = str | int | float | None
+
+
+class HumanLabelBody(AreaBody):
+    species: LabelName = None
+    individual: LabelName = None
+    clustername: LabelName = None
+
+    def to_label(self) -> Label:
+        names = (self.species, self.individual, self.clustername)
+        return Label(self.onset, self.offset, *map(label_name, names))
+
+
+class LabelledAudio(ApiModel):
+    """A channel with the areas a person annotated and the labels drawn in them."""
+
+    audio_id: str
+    annotated_areas: list[AreaBody] = Field(default_factory=list)
+    human_labels: list[HumanLabelBody] = Field(default_factory=list)
+
+    def areas(self) -> list[tuple[float, float]]:
+        return [(area.onset, area.offset) for area in self.annotated_areas]
+
+    def labels(self) -> list[Label]:
+        return [label.to_label() for label in self.human_labels]
+
+
+class GetLabelsRequest(TokenRequest, LabelledAudio):
+    model_name: str | None = Field(None, description="Default: the shipped model")
+    min_frequency: float | None = Field(None, ge=0, description="Hz; default: the model's")
+
+
+class FinetuneRequest(TokenRequest):
+    """One labelled channel (``audio_id`` and its areas and labels), or several in
+    ``training_data``, or both: every one of them is trained on."""
+
+    new_model_name: str
+    initial_model_name: str | None = Field(None, description="Default: the shipped model")
+    inital_model_name: str | None = Field(None, description="Older spelling, still accepted")
+    min_frequency: float | None = Field(None, ge=0, description="Hz; default: 0")
+    audio_id: str | None = Field(None, description="The single-recording form")
+    annotated_areas: list[AreaBody] = Field(default_factory=list)
+    human_labels: list[HumanLabelBody] = Field(default_factory=list)
+    training_data: list[LabelledAudio] = Field(
+        default_factory=list, description="Several labelled recordings in one job"
+    )
+
+    @model_validator(mode="after")
+    def _some_recording(self) -> FinetuneRequest:
+        if self.audio_id is None and not self.training_data:
+            raise ValueError("give audio_id (with its areas and labels) or training_data")
+        return self
+
+    @property
+    def initial_model(self) -> str | None:
+        return self.initial_model_name or self.inital_model_name
+
+    def recordings(self) -> list[LabelledAudio]:
+        """Every labelled channel of the request, the single-recording form first."""
+        single = []
+        if self.audio_id is not None:
+            single = [
+                LabelledAudio(
+                    audio_id=self.audio_id,
+                    annotated_areas=self.annotated_areas,
+                    human_labels=self.human_labels,
+                )
+            ]
+        return single + self.training_data
+
+    def summary(self) -> dict[str, Any]:
+        """What the job record keeps of the request: no token, labels only counted."""
+        recordings = self.recordings()
+        return {
+            "new_model_name": self.new_model_name,
+            "initial_model_name": self.initial_model,
+            "min_frequency": self.min_frequency,
+            "audio_ids": [r.audio_id for r in recordings],
+            "annotated_areas": [r.model_dump()["annotated_areas"] for r in recordings],
+            "num_human_labels": sum(len(r.human_labels) for r in recordings),
+        }
+
+
+class CancelRequest(TokenRequest):
+    model_name: str
+
+
+class JobsQuery(ApiModel):
+    token: str | None = None
+
+
+class ModelEntry(Reply):
+    model_name: str
+    status: str = Field(description='"ready", or a job state: "queued", "training"')
+    eta: str = Field(description='HH:MM:SS, or "--:--:--" when unknown')
+
+
+class ModelListReply(Reply):
+    response: list[ModelEntry]
+
+    @classmethod
+    def of_models(cls, names: list[str]) -> ModelListReply:
+        return cls(
+            response=[ModelEntry(model_name=n, status="ready", eta="--:--:--") for n in names]
+        )
+
+    @classmethod
+    def of_jobs(cls, jobs: list[JobRecord]) -> ModelListReply:
+        return cls(
+            response=[ModelEntry(model_name=j.name, status=j.state, eta=j.eta) for j in jobs]
+        )
+
+
+class LabelReply(Reply):
+    onset: float
+    offset: float
+    species: str
+    individual: str
+    clustername: str
+
+
+class LabelsReply(Reply):
+    labels: list[LabelReply]
+
+    @classmethod
+    def of(cls, labels: list[Label]) -> LabelsReply:
+        return cls(
+            labels=[LabelReply.model_validate(label, from_attributes=True) for label in labels]
+        )
+
+
+class JobReply(Reply):
+    model_name: str
+    state: str = Field(description="queued, training, done, failed or cancelled")
+    progress: float = Field(description="0 to 1")
+    eta: str = Field(description='HH:MM:SS, or "--:--:--" when unknown')
+    loss: float | None
+    error: str | None
+    initial_model: str
+    created: str
+    started: str | None
+    finished: str | None
+
+    @classmethod
+    def of(cls, job: JobRecord) -> JobReply:
+        return cls(
+            model_name=job.name,
+            state=job.state,
+            progress=job.progress,
+            eta=job.eta,
+            loss=job.loss,
+            error=job.error,
+            initial_model=job.initial_model,
+            created=job.created,
+            started=job.started,
+            finished=job.finished,
+        )
+
+
+class JobsReply(Reply):
+    jobs: list[JobReply]
+
+
+class CancelReply(Reply):
+    message: str
+    job: JobReply
+
+
+class AuthReply(Reply):
+    success: bool

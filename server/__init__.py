@@ -1,0 +1,1 @@
+"""What a running server is made of besides HTTP: settings, access rules, its services."""

@@ -107,6 +107,19 @@ class AudioStore:
         self._channels: OrderedDict[str, Channel] = OrderedDict()
         self._last_used: dict[str, float] = {}
         self._resampled: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
+        self._removal_listeners: list[Callable[[str], None]] = []
+        self._removed: list[str] = []  # removed under the lock, announced after it
+
+    def on_removal(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(audio_id)`` whenever a channel goes (released, evicted, expired)."""
+        self._removal_listeners.append(listener)
+
+    def _announce_removals(self) -> None:
+        with self._lock:
+            removed, self._removed = self._removed, []
+        for audio_id in removed:
+            for listener in self._removal_listeners:
+                listener(audio_id)
 
     @property
     def bytes_used(self) -> int:
@@ -141,6 +154,7 @@ class AudioStore:
             for audio_id, channel in zip(ids, channels, strict=True):
                 self._channels[audio_id] = channel
                 self._last_used[audio_id] = now
+        self._announce_removals()
         return ids
 
     def add_file(
@@ -178,6 +192,7 @@ class AudioStore:
         """
         with self._lock:
             self._evict_for(nbytes, self._clock())
+        self._announce_removals()
 
     def _evict_for(self, nbytes: int, now: float) -> None:
         self._expire_idle(now)
@@ -199,11 +214,13 @@ class AudioStore:
             now = self._clock()
             self._expire_idle(now)
             channel = self._channels.get(audio_id)
-            if channel is None:
-                raise UnknownAudio(audio_id)
-            self._channels.move_to_end(audio_id)
-            self._last_used[audio_id] = now
-            return channel
+            if channel is not None:
+                self._channels.move_to_end(audio_id)
+                self._last_used[audio_id] = now
+        self._announce_removals()
+        if channel is None:
+            raise UnknownAudio(audio_id)
+        return channel
 
     def samples_at(self, audio_id: str, sample_rate: int) -> np.ndarray:
         """The channel's samples at ``sample_rate``: the originals, or a cached resampled view."""
@@ -239,8 +256,10 @@ class AudioStore:
             for audio_id in audio_ids:
                 if audio_id in self._channels:
                     self._remove(audio_id)
+        self._announce_removals()
 
     def _remove(self, audio_id: str) -> None:
+        self._removed.append(audio_id)
         del self._channels[audio_id]
         del self._last_used[audio_id]
         for key in [k for k in self._resampled if k[0] == audio_id]:

@@ -49,6 +49,9 @@ from api.schemas import (
     ModelListReply,
     ReleaseRequest,
     ResponseReply,
+    SegmentationJobCreated,
+    SegmentationJobReply,
+    SegmentationJobRequest,
     SpecConfigReply,
     SpecParams,
     SpectrogramReply,
@@ -129,10 +132,12 @@ def upload_by_url(body: UploadByUrlRequest) -> UploadReply:
 def _store_and_describe(data: bytes | BinaryIO, params: SpecParams) -> UploadReply:
     """Store every channel (or none, if a reply cannot be made) and draw each one."""
     audio = services().audio
-    decoded, ids = audio.add_file(
-        data, check=lambda rate, frames: _spec_config(rate, frames, params)
-    )
-    config = _spec_config(decoded.sample_rate, len(decoded.samples), params)
+
+    def overview(rate: int, frames: int) -> SpecConfig:
+        return _spec_config(rate, frames, params)
+
+    decoded, ids = audio.add_file(data, check=overview)
+    config = overview(decoded.sample_rate, len(decoded.samples))
     duration = len(decoded.samples) / decoded.sample_rate
     with audio.released_on_error(ids):
         images = [_spectrogram(audio_id, 0.0, config, params)[0] for audio_id in ids]
@@ -158,14 +163,21 @@ def get_audio_clip_spec(body: ClipSpecRequest) -> ClipSpecReply:
 
 
 def _spec_config(source_rate: int, source_samples: int, params: SpecParams) -> SpecConfig:
-    """The request's effective spectrogram parameters, within the server's limits."""
+    """The request's effective spectrogram parameters, within the server's limits.
+
+    A spectrogram may always span the whole file (its cost grows with the columns, not
+    the hop): only a span beyond the file is bounded by max_clip_samples.
+    """
     rate = params.display_rate(source_rate)
+    samples = -(-source_samples * rate // source_rate)  # at the display rate, rounded up
+    limits = services().settings
+    span_limit = max(limits.max_clip_samples, samples)
     return resolve_config(
         rate,
-        -(-source_samples * rate // source_rate),  # the length at the display rate, rounded up
+        samples,
         **params.config_options(),
-        max_columns=services().settings.max_spec_columns,
-        max_span_samples=services().settings.max_clip_samples,
+        max_columns=limits.max_spec_columns,
+        max_span_samples=span_limit,
     )
 
 
@@ -304,13 +316,41 @@ def list_models_training(body: TokenRequest) -> ModelListReply:
 @api.post("/get-labels", body=GetLabelsRequest, reply=LabelsReply, tags=["Models"])
 def get_labels(body: GetLabelsRequest) -> LabelsReply:
     """The model's segments outside the annotated areas, the human labels inside them."""
-    access = services().access
+    access, segmentation = services().access, services().segmentation
     name = access.usable_model(body.model_name, access.user(body.token))
-    channel = services().audio.get(body.audio_id)
-    segmenter = services().models.segmenter(name)
-    samples = to_float32(channel.samples)
-    predictions = segmenter.segment(samples, channel.sample_rate, body.min_frequency)
+    key = segmentation.key(body.audio_id, name, body.min_frequency)
+    predictions = segmentation.predictions(key)
     return LabelsReply.of(merge_labels(predictions, body.labels(), body.areas()))
+
+
+@api.post(
+    "/segmentation-jobs",
+    body=SegmentationJobRequest,
+    reply=SegmentationJobCreated,
+    tags=["Models"],
+)
+def create_segmentation_job(body: SegmentationJobRequest) -> SegmentationJobCreated:
+    """Segment a whole channel in the background; answers at once with the job's id."""
+    access, segmentation = services().access, services().segmentation
+    name = access.usable_model(body.model_name, access.user(body.token))
+    status = segmentation.submit(segmentation.key(body.audio_id, name, body.min_frequency))
+    return SegmentationJobCreated(job_id=status.run_id)
+
+
+@api.get("/segmentation-jobs/<job_id>", reply=SegmentationJobReply, tags=["Models"])
+def segmentation_job(job_id: str) -> SegmentationJobReply:
+    """State, progress, ETA, and the labels found so far (all of them when done)."""
+    return SegmentationJobReply.of(services().segmentation.status(job_id))
+
+
+@api.post(
+    "/segmentation-jobs/<job_id>/cancel",
+    reply=SegmentationJobReply,
+    tags=["Models"],
+)
+def cancel_segmentation_job(job_id: str) -> SegmentationJobReply:
+    """Cancel a segmentation job: a queued one at once, a running one after its chunk."""
+    return SegmentationJobReply.of(services().segmentation.cancel(job_id))
 
 
 @api.post("/finetune-whisperseg", body=FinetuneRequest, reply=MessageReply, tags=["Models"])

@@ -64,6 +64,10 @@ class Segmenter(Protocol):
         self, audio: np.ndarray, sr: int, min_frequency: float | None = None
     ) -> list[Segment]: ...
 
+    def context_seconds(self, min_frequency: float | None = None) -> float:
+        """How much audio around a call the segmenter looks at (sizes chunk margins)."""
+        ...
+
 
 def read_job(folder: Path) -> dict | None:
     """A folder's ``job.json`` (None when there is none, {} when it cannot be read)."""
@@ -121,6 +125,11 @@ class WhisperSegSegmenter:
     ) -> list[Segment]:
         return segment_recording(self.model, audio, sr, inference_config(self.model, min_frequency))
 
+    def context_seconds(self, min_frequency: float | None = None) -> float:
+        """One decoding window of the recording."""
+        config = inference_config(self.model, min_frequency)
+        return self.model.total_spec_columns * config.spec_time_step
+
 
 @dataclass(frozen=True)
 class EnergySegmenter:
@@ -133,6 +142,10 @@ class EnergySegmenter:
         and handling noise would count as vocal energy."""
         floor = max(min_frequency or 0.0, EnergyParams().min_frequency)
         return energy_segments(audio, sr, EnergyParams(min_frequency=floor), self.cluster)
+
+    def context_seconds(self, min_frequency: float | None = None) -> float:
+        """Frames, smoothing and the longest call it joins: well under a second."""
+        return 1.0
 
 
 class ModelRegistry:
@@ -201,6 +214,13 @@ class ModelRegistry:
         if name == ENERGY_MODEL:
             return EnergySegmenter()
         return WhisperSegSegmenter(self.load(name))
+
+    def identity(self, name: str) -> tuple[int, int]:
+        """Changes when a model's folder is replaced: keys kept predictions to the weights."""
+        if name == ENERGY_MODEL:
+            return (0, 0)
+        info = (self.whisperseg_folder(name) / "config.json").stat()
+        return (info.st_ino, info.st_mtime_ns)
 
     @property
     def loaded_names(self) -> list[str]:

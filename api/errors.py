@@ -8,6 +8,7 @@ from audio.codec import AudioDecodeError, AudioTooLarge
 from audio.url_fetch import UrlFetchError
 from audio_store import ClipTooLong, ResampleTooLarge, UnknownAudio
 from finetune_worker import UnknownJobError
+from inference.runs import UnknownRunError
 from model_registry import ModelNameError, UnknownModelError
 from server.auth import NotAuthorized
 from spectrogram import SpecConfigError
@@ -23,6 +24,7 @@ ERROR_STATUSES: ErrorStatuses = {
     NotAuthorized: 403,
     UnknownModelError: 404,
     UnknownJobError: 404,
+    UnknownRunError: 404,
     ModelNameError: 400,
     NoTrainingData: 400,
 }

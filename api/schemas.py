@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from annotations.labels import Label, label_name
 from api.json_api import ApiModel
-from finetune_worker import JobRecord
+from finetune_worker import JobRecord, format_eta
+from inference.runs import RunStatus
 from server.settings import ServerSettings
 from spectrogram import SpecConfig
 
@@ -290,6 +291,12 @@ class FinetuneRequest(TokenRequest):
         }
 
 
+class SegmentationJobRequest(TokenRequest):
+    audio_id: str
+    model_name: str | None = Field(None, description="Default: the shipped model")
+    min_frequency: float | None = Field(None, ge=0, description="Hz; default: the model's")
+
+
 class CancelRequest(TokenRequest):
     model_name: str
 
@@ -373,6 +380,31 @@ class JobsReply(Reply):
 class CancelReply(Reply):
     message: str
     job: JobReply
+
+
+class SegmentationJobCreated(Reply):
+    job_id: str
+
+
+class SegmentationJobReply(Reply):
+    job_id: str
+    state: str = Field(description="queued, running, done, failed or cancelled")
+    progress: float = Field(description="0 to 1")
+    eta: str = Field(description='HH:MM:SS, or "--:--:--" when unknown')
+    labels: list[LabelReply] = Field(description="So far, in order; all of them when done")
+    error: str | None
+
+    @classmethod
+    def of(cls, status: RunStatus) -> SegmentationJobReply:
+        labels = [Label.from_segment(s) for s in status.segments]
+        return cls(
+            job_id=status.run_id,
+            state=status.state,
+            progress=status.progress,
+            eta=format_eta(status.eta_s),
+            labels=LabelsReply.of(labels).labels,
+            error=status.error,
+        )
 
 
 class AuthReply(Reply):

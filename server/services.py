@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from annotations.store import AnnotationStore
 from audio_store import AudioStore
 from finetune_worker import FinetuneWorker
+from inference.service import SegmentationService
 from model_registry import ModelRegistry
 from server.access import ModelAccess
 from server.auth import TokenAuth
@@ -21,28 +22,34 @@ class Services:
     audio: AudioStore
     annotations: AnnotationStore
     models: ModelRegistry
+    segmentation: SegmentationService
     training: FinetuneWorker
     access: ModelAccess
 
     @classmethod
     def start(cls, settings: ServerSettings) -> Services:
-        """Open the stores under ``settings.data_dir`` and start the training worker."""
+        """Open the stores under ``settings.data_dir``, start the job threads."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        audio = AudioStore(
+            budget_bytes=settings.audio_memory_budget_bytes,
+            idle_timeout_s=settings.idle_timeout_hours * 3600,
+        )
         models = ModelRegistry(settings.models_dir, max_loaded=settings.max_loaded_models)
+        segmentation = SegmentationService(audio, models)
+        audio.on_removal(segmentation.drop_audio)  # kept predictions go with their audio
         training = FinetuneWorker(models)
         return cls(
             settings=settings,
-            audio=AudioStore(
-                budget_bytes=settings.audio_memory_budget_bytes,
-                idle_timeout_s=settings.idle_timeout_hours * 3600,
-            ),
+            audio=audio,
             annotations=AnnotationStore(settings.data_dir / "annotations.sqlite3"),
             models=models,
+            segmentation=segmentation,
             training=training,
             access=ModelAccess(TokenAuth.from_file(settings.auth_tokens_file), models, training),
         )
 
     def close(self) -> None:
-        """Stop the training worker (a running job is marked interrupted), close the database."""
+        """Stop the job threads (a running finetune is marked interrupted), close the database."""
+        self.segmentation.close()
         self.training.close()
         self.annotations.close()

@@ -45,7 +45,7 @@ class ServerSettings(BaseSettings):
     port: int = 8050
     data_dir: Path = PROJECT_DIR / "data"
     models_dir: Path = PROJECT_DIR / "models"
-    max_upload_mb: float = 1024.0
+    max_upload_mb: float = 4096.0  # an hour of 250 kHz 16-bit mono is 1.8 GB
     allow_private_urls: bool = False
     audio_memory_budget_mb: float = 2048.0
     idle_timeout_hours: float = 48.0

@@ -21,3 +21,12 @@ class Segment:
     @property
     def duration(self) -> float:
         return self.offset - self.onset
+
+    def shifted(self, seconds: float) -> Segment:
+        """The same segment ``seconds`` later (milliseconds kept exact)."""
+        return Segment(
+            round(self.onset + seconds, 6),
+            round(self.offset + seconds, 6),
+            self.cluster,
+            self.confidence,
+        )

@@ -477,10 +477,17 @@ def test_header_claiming_absurd_length_is_refused_before_reading(client, app):
     assert len(app.extensions["whisperseg"].audio) == 0
 
 
-def test_recording_too_long_for_one_image_is_refused_naming_the_limit(make_app):
+def test_a_recording_longer_than_the_clip_limit_still_gets_its_whole_file_image(make_app):
     client = make_app(max_clip_samples=50_000).test_client()
     reply = upload(client, audio_bytes(tone(1000, 2.0, 32000), 32000, subtype="PCM_16"))
-    assert reply.status_code == 400 and "max_clip_samples" in reply.json["error"]
+    assert reply.status_code == 201, reply.json
+    config = reply.json["configurations"]
+    assert config["hop_length"] * config["num_spec_columns"] == 64_000  # the whole file
+    # asked again, the whole file is drawn; a span beyond it is bounded by the limit
+    clip = {"audio_id": reply.json["channels"][0]["audio_id"], "hop_length": 64}
+    assert client.post("/get-audio-clip-spec", json=clip).status_code == 200
+    refused = client.post("/get-audio-clip-spec", json={**clip, "hop_length": 128})
+    assert refused.status_code == 400 and "max_clip_samples" in refused.json["error"]
 
 
 def test_memory_budget_evicts_least_recently_used_audio(make_app):

@@ -1,0 +1,1 @@
+"""Segmenting uploaded audio for the server: kept, shared and background runs."""

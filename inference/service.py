@@ -1,0 +1,110 @@
+"""Segment stored channels: at once for /get-labels, in the background for segmentation jobs.
+
+Both go through the same runs (``inference.runs``), so a job's labels are exactly what
+get-labels answers, a repeated question is answered from the kept run, and a question
+asked while the same run is computing waits for it rather than computing it twice. A
+run nobody has started yet (queued behind another job) is taken over by the request
+that needs it now.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Iterator
+
+from audio.codec import to_float32
+from audio_store import AudioStore
+from inference.runs import RunKey, RunStatus, RunStore, SegmentationRun, compute
+from model_registry import ModelRegistry
+from whisperseg.chunks import segment_in_chunks
+from whisperseg.segment import Segment
+
+log = logging.getLogger(__name__)
+# Retries when the run a request waited for was cancelled or failed under it.
+MAX_ATTEMPTS = 3
+
+
+class SegmentationService:
+    """Kept predictions and a one-at-a-time background queue of segmentation jobs."""
+
+    def __init__(self, audio: AudioStore, models: ModelRegistry, runs: RunStore | None = None):
+        self.audio, self.models = audio, models
+        self.runs = runs or RunStore()
+        self._lock = threading.Condition()
+        self._queue: deque[SegmentationRun] = deque()
+        self._closed = False
+        self._thread = threading.Thread(target=self._work, name="segmentation-jobs", daemon=True)
+        self._thread.start()
+
+    def key(self, audio_id: str, model_name: str, min_frequency: float | None) -> RunKey:
+        self.audio.get(audio_id)  # UnknownAudio (404) before anything is queued
+        return RunKey(audio_id, model_name, self.models.identity(model_name), min_frequency)
+
+    def predictions(self, key: RunKey) -> list[Segment]:
+        """The segments of ``key``: kept, awaited, or computed now in this thread."""
+        for _ in range(MAX_ATTEMPTS):
+            run, _ = self.runs.claim(key)
+            mine = run.try_start()
+            status = compute(run, lambda: self._chunks(key)) if mine else run.wait()
+            if status.state == "done":
+                return status.segments
+        raise RuntimeError(f"segmentation of {key.audio_id} was interrupted {MAX_ATTEMPTS} times")
+
+    def submit(self, key: RunKey) -> RunStatus:
+        """Queue a background run of ``key``, or return the one already live or done."""
+        run, created = self.runs.claim(key)
+        if created:
+            with self._lock:
+                if self._closed:
+                    raise RuntimeError("the segmentation queue is closed")
+                self._queue.append(run)
+                self._lock.notify_all()
+        return run.status()
+
+    def status(self, run_id: str) -> RunStatus:
+        return self.runs.get(run_id).status()
+
+    def cancel(self, run_id: str) -> RunStatus:
+        run = self.runs.get(run_id)
+        run.cancel()
+        return run.status()
+
+    def drop_audio(self, audio_id: str) -> None:
+        self.runs.drop_audio(audio_id)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Cancel queued and running jobs and stop the thread; calling it again does nothing."""
+        with self._lock:
+            self._closed = True
+            pending = list(self._queue)
+            self._queue.clear()
+            self._lock.notify_all()
+        for run in pending:
+            run.cancel()
+        self._thread.join(timeout)
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                self._lock.wait_for(lambda: self._queue or self._closed)
+                if self._closed:
+                    return
+                run = self._queue.popleft()
+            if not run.try_start():
+                continue  # cancelled, or taken over by a request that needed it first
+            try:
+                compute(run, lambda run=run: self._chunks(run.key))
+            except Exception:
+                log.exception("segmentation job %s failed", run.run_id)
+
+    def _chunks(self, key: RunKey) -> Iterator[tuple[float, list[Segment]]]:
+        channel = self.audio.get(key.audio_id)
+        segmenter = self.models.segmenter(key.model_name)
+        margin = 2 * segmenter.context_seconds(key.min_frequency)
+
+        def segment(samples) -> list[Segment]:
+            return segmenter.segment(to_float32(samples), channel.sample_rate, key.min_frequency)
+
+        return segment_in_chunks(segment, channel.samples, channel.sample_rate, margin)

@@ -15,6 +15,8 @@ from flask.testing import FlaskClient
 
 import model_registry
 from example_audios.make_example_song import make_song
+from whisperseg.metrics import evaluate_files
+from whisperseg.segment import Segment
 
 ENERGY = "energy-threshold"
 
@@ -207,3 +209,28 @@ def test_a_three_hour_recording_uploads_and_browses_within_the_budget(
     tile = {"audio_id": channel["audio_id"], "start_time": 5400.0, "hop_length": 320}
     reply = client.post("/get-audio-clip-spec", json=tile)
     assert reply.status_code == 200 and len(reply.json["freqs"]) == 300
+
+
+@pytest.mark.slow
+def test_a_model_segments_a_long_song_in_chunks_as_well_as_in_one_piece(
+    client: FlaskClient,
+) -> None:
+    """Three minutes of song take two chunks; calls across the chunk edge are found once."""
+    audio, truth = make_song(seed=9, duration=180.0)
+    audio_id = upload(client, audio_bytes(audio, 32000)).json["channels"][0]["audio_id"]
+    request = {"audio_id": audio_id, "model_name": "whisperseg-tiny"}
+    job_id = client.post("/segmentation-jobs", json=request).json["job_id"]
+    progress = [0.0]
+    while (state := job(client, job_id))["state"] in ("queued", "running"):
+        assert state["progress"] >= progress[-1]
+        progress.append(state["progress"])
+        time.sleep(0.5)
+    assert state["state"] == "done" and len(set(progress)) >= 3  # started, a chunk, more
+    labels = state["labels"]
+    assert labels == client.post("/get-labels", json=request).json["labels"]
+    onsets = [x["onset"] for x in labels]
+    assert onsets == sorted(onsets)
+    found = [Segment(x["onset"], x["offset"], "v") for x in labels]
+    expected = [Segment(s.onset, s.offset, "v") for s in truth]
+    scores = evaluate_files([(found, expected)], tolerance=0.02)
+    assert scores["segment_f1"] >= 0.8, scores

@@ -23,9 +23,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from model_registry import JOB_FILE, ModelNameError, ModelRegistry, inference_config, read_job
+from model_registry import (
+    FINETUNED_CONFIG_KEY,
+    JOB_FILE,
+    ModelNameError,
+    ModelRegistry,
+    inference_config,
+    read_job,
+)
 from server.durable import utc_timestamp, write_json_atomic
-from whisperseg.model import WhisperSegModel, replace_folder
+from whisperseg import ct2
+from whisperseg.model import WhisperSegModel, make_ct2_copy, replace_folder
 from whisperseg.training import (
     TrainingCancelled,
     TrainingConfig,
@@ -47,9 +55,6 @@ def finetune_config(max_steps: int) -> TrainingConfig:
     return dataclasses.replace(FINETUNE_DEFAULTS, max_steps=max_steps)
 
 
-# Key of the segmentation settings a finetuned model was trained with; listed first,
-# so that inference without a species uses them (model_registry.inference_config).
-FINETUNED_CONFIG_KEY = "finetuned"
 INTERRUPTED = "interrupted by a server restart"
 
 JobState = Literal["queued", "training", "done", "failed", "cancelled"]
@@ -324,6 +329,8 @@ class FinetuneWorker:
         staging = self._folder(f".{record.name}.{uuid.uuid4().hex}.done")
         try:
             model.save(staging)
+            if ct2.available():  # a finetuned model segments fast from its first request
+                make_ct2_copy(staging)
             with self._lock:
                 done = dataclasses.replace(
                     record, state="done", progress=1.0, eta_s=0.0, finished=utc_timestamp()

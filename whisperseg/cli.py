@@ -41,10 +41,10 @@ def _convert(args: argparse.Namespace) -> None:
     print(out)
 
 
-def _load_segmenter_model(name: str, device: str | None):
+def _load_segmenter_model(name: str, device: str | None, backend: str = "auto"):
     from whisperseg.model import WhisperSegModel
 
-    return WhisperSegModel.load(name, device=device, quantize=True)
+    return WhisperSegModel.load(name, device=device, quantize=True, backend=backend)
 
 
 def _segment(args: argparse.Namespace) -> None:
@@ -53,7 +53,7 @@ def _segment(args: argparse.Namespace) -> None:
 
     from whisperseg.segmentation import config_for_species, segment_recording
 
-    model = _load_segmenter_model(args.model, args.device)
+    model = _load_segmenter_model(args.model, args.device, args.backend)
     config = config_for_species(args.species, model)
     overrides = {
         "spec_time_step": args.spec_time_step,
@@ -154,6 +154,13 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--format", choices=["csv", "json"], default="csv")
     segment.add_argument("--out", help="output file (default: standard output)")
     segment.add_argument("--device", help="cpu, cuda, cuda:1 (default: GPU if present)")
+    segment.add_argument(
+        "--backend",
+        choices=["auto", "torch", "ct2"],
+        default="auto",
+        help="decoder: auto = CTranslate2 when the model has a converted copy, else torch; "
+        "ct2 converts the model first if needed",
+    )
     segment.set_defaults(run=_segment)
 
     evaluate = commands.add_parser("evaluate", help="segment F1 and frame F1 on annotated data")

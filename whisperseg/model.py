@@ -15,15 +15,19 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch import nn
 from transformers import WhisperForConditionalGeneration
 
+from whisperseg import ct2
+from whisperseg.ct2 import Ct2Decoder
 from whisperseg.target_text import TokenSegment, format_target_text, parse_target_text
 from whisperseg.tokenizer import SegTokenizer
 
 MAX_DECODER_TOKENS = 448
+Backend = Literal["torch", "auto", "ct2"]
 # from_pretrained builds models under a process-wide "meta device" context; a model built
 # or quantized in another thread meanwhile gets empty (meta) weights. Loads take turns.
 _LOAD_LOCK = threading.Lock()
@@ -36,6 +40,12 @@ def replace_folder(staging: Path, folder: Path) -> None:
         folder.rename(retired)
     staging.rename(folder)
     shutil.rmtree(retired, ignore_errors=True)
+
+
+def make_ct2_copy(folder: Path) -> Path:
+    """The folder's current CTranslate2 copy, converted now if it has none (thread-safe)."""
+    with _LOAD_LOCK:
+        return ct2.convert(folder)
 
 
 def pick_device(requested: str | None = None) -> torch.device:
@@ -71,6 +81,7 @@ class WhisperSegModel:
     cluster_codebook: dict[str, int] = field(default_factory=dict)
     default_segmentation_config: dict = field(default_factory=dict)
     species_codebook: dict[str, str] = field(default_factory=dict)
+    fast_decoder: Ct2Decoder | None = None  # decodes instead of ``network`` when set
 
     @property
     def total_spec_columns(self) -> int:
@@ -90,12 +101,19 @@ class WhisperSegModel:
 
     @classmethod
     def load(
-        cls, folder: Path | str, device: str | None = None, quantize: bool = False
+        cls,
+        folder: Path | str,
+        device: str | None = None,
+        quantize: bool = False,
+        backend: Backend = "torch",
     ) -> WhisperSegModel:
         """Load a checkpoint folder; ``quantize`` makes CPU inference about 2x faster.
 
         Quantized models (int8 dynamic quantization of the linear layers, CPU only)
-        can segment but not train or be saved.
+        can segment but not train or be saved. ``backend`` picks what decodes:
+        "torch"; "auto" (CTranslate2 when the folder has a current converted copy and
+        the package is installed, else torch); "ct2" (CTranslate2, converting first if
+        needed).
         """
         folder = Path(folder)
         target = pick_device(device)
@@ -110,7 +128,7 @@ class WhisperSegModel:
         if not hasattr(config, "total_spec_columns"):
             config.total_spec_columns = 2 * config.max_source_positions
         tokenizer = SegTokenizer.load(folder, config.total_spec_columns // 2)
-        return cls(
+        model = cls(
             network=network,
             tokenizer=tokenizer,
             cluster_codebook=dict(getattr(config, "cluster_codebook", None) or {}),
@@ -119,6 +137,22 @@ class WhisperSegModel:
             ),
             species_codebook=dict(getattr(config, "species_codebook", None) or {}),
         )
+        if backend != "torch":
+            model.fast_decoder = model._ct2_decoder(folder, backend == "ct2")
+        return model
+
+    def _ct2_decoder(self, folder: Path, convert: bool) -> Ct2Decoder | None:
+        """The CTranslate2 decoder of ``folder``'s converted copy (made first if ``convert``)."""
+        if not ct2.available():
+            if convert:
+                raise RuntimeError("the ct2 backend needs the ctranslate2 package")
+            return None
+        copy = make_ct2_copy(folder) if convert else ct2.current_copy(folder)
+        if copy is None:
+            return None
+        allowed = set(self.tokenizer.generation_ids)
+        suppress = [i for i in range(self.network.config.vocab_size) if i not in allowed]
+        return Ct2Decoder(copy, self.device, suppress)
 
     def save(self, folder: Path | str, dtype: torch.dtype = torch.float16) -> None:
         """Write the published layout (safetensors in ``dtype``), config extras included.
@@ -158,13 +192,23 @@ class WhisperSegModel:
         ``features``: (batch, 80, total_spec_columns). Returns each window's segments
         in time-token units.
         """
+        species_token = self.tokenizer.species_token(species, self.species_codebook)
+        prompt = self.tokenizer.prompt_ids(species_token)
+        if self.fast_decoder is not None:
+            generated = self.fast_decoder.generate(features, prompt, MAX_DECODER_TOKENS)
+        else:
+            generated = self._generate_torch(features, prompt)
+        return [
+            parse_target_text(self.tokenizer.decode(ids), self.max_time_index) for ids in generated
+        ]
+
+    def _generate_torch(self, features: torch.Tensor, prompt_ids: list[int]) -> list[list[int]]:
         device, network = self.device, self.network
         dtype = next(network.parameters()).dtype
         encoded = network.model.encoder(input_features=features.to(device, dtype)).last_hidden_state
         decoder, head = network.model.decoder, network.proj_out
         batch = features.shape[0]
-        species_token = self.tokenizer.species_token(species, self.species_codebook)
-        prompt = torch.tensor([self.tokenizer.prompt_ids(species_token)] * batch, device=device)
+        prompt = torch.tensor([prompt_ids] * batch, device=device)
         allowed = torch.full((network.config.vocab_size,), float("-inf"), device=device)
         allowed[self.tokenizer.generation_ids] = 0.0
         end_id = self.tokenizer.end_id
@@ -186,9 +230,7 @@ class WhisperSegModel:
             if bool(finished.all()):
                 break
             step_input = next_ids[:, None]
-        return [
-            parse_target_text(self.tokenizer.decode(ids), self.max_time_index) for ids in generated
-        ]
+        return generated
 
     def target_ids(self, segments: Sequence[TokenSegment], species: str | None) -> list[int]:
         """Token ids a window's segments are written as (species token first, end last)."""

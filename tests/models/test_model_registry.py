@@ -165,12 +165,19 @@ def test_whisperseg_segmenter_returns_segments(models_dir: Path):
     assert all(isinstance(s, Segment) and 0 <= s.onset < s.offset <= 0.5 for s in segments)
 
 
-def test_inference_config_is_the_first_listed_with_band_override():
+def test_inference_config_prefers_finetuned_settings_then_the_coarsest_step():
     model = random_tiny()
     assert inference_config(model).spec_time_step == 0.0025  # generic
-    model.default_segmentation_config = {
+    model.default_segmentation_config = {  # as config.json stores them: keys sorted
+        "canary": {"sr": 32000, "spec_time_step": 0.001},
         "mouse": {"sr": 300000, "min_frequency": 35000, "spec_time_step": 0.0005},
-        "finch": {"sr": 32000},
+        "zebra_finch": {"sr": 32000, "spec_time_step": 0.0025},
+    }
+    assert inference_config(model).spec_time_step == 0.0025
+    model.default_segmentation_config["finetuned"] = {
+        "sr": 300000,
+        "min_frequency": 35000,
+        "spec_time_step": 0.0005,
     }
     assert inference_config(model).sr == 300000
     assert inference_config(model).min_frequency == 35000

@@ -52,7 +52,6 @@ from api.schemas import (
     SegmentationJobCreated,
     SegmentationJobReply,
     SegmentationJobRequest,
-    SpecConfigReply,
     SpecParams,
     SpectrogramReply,
     StatusReply,
@@ -68,6 +67,7 @@ from audio.codec import encode_wav_int16, to_float32
 from audio.url_fetch import fetch_url
 from audio.waveform import visualization_array
 from finetune_worker import finetune_config
+from inference.runs import RunKey
 from server.services import Services
 from server.settings import ServerSettings, SettingsError
 from spectrogram import SpecConfig, compute_db, render_jpeg_base64, resolve_config, row_frequencies
@@ -145,7 +145,7 @@ def _store_and_describe(data: bytes | BinaryIO, params: SpecParams) -> UploadRep
         ChannelReply(audio_id=audio_id, audio_duration=duration, **image.model_dump())
         for audio_id, image in zip(ids, images, strict=True)
     ]
-    return UploadReply(configurations=SpecConfigReply.of(config), channels=channels)
+    return UploadReply(configurations=config, channels=channels)
 
 
 @api.post(
@@ -156,7 +156,7 @@ def get_audio_clip_spec(body: ClipSpecRequest) -> ClipSpecReply:
     channel = services().audio.get(body.audio_id)
     config = _spec_config(channel.sample_rate, channel.num_samples, body)
     image, db = _spectrogram(body.audio_id, body.start_time, config, body)
-    reply = ClipSpecReply(**image.model_dump(), configurations=SpecConfigReply.of(config))
+    reply = ClipSpecReply(**image.model_dump(), configurations=config)
     if body.return_matrix:
         reply.matrix = np.round(db, 2).tolist()
     return reply
@@ -316,11 +316,18 @@ def list_models_training(body: TokenRequest) -> ModelListReply:
 @api.post("/get-labels", body=GetLabelsRequest, reply=LabelsReply, tags=["Models"])
 def get_labels(body: GetLabelsRequest) -> LabelsReply:
     """The model's segments outside the annotated areas, the human labels inside them."""
-    access, segmentation = services().access, services().segmentation
-    name = access.usable_model(body.model_name, access.user(body.token))
-    key = segmentation.key(body.audio_id, name, body.min_frequency)
-    predictions = segmentation.predictions(key)
+    key = _run_key(body.token, body.audio_id, body.model_name, body.min_frequency)
+    predictions = services().segmentation.predictions(key)
     return LabelsReply.of(merge_labels(predictions, body.labels(), body.areas()))
+
+
+def _run_key(
+    token: str | None, audio_id: str, model: str | None, min_frequency: float | None
+) -> RunKey:
+    """What a segmentation of this channel depends on, for a model this user may use."""
+    access = services().access
+    name = access.usable_model(model, access.user(token))
+    return services().segmentation.key(audio_id, name, min_frequency)
 
 
 @api.post(
@@ -331,10 +338,8 @@ def get_labels(body: GetLabelsRequest) -> LabelsReply:
 )
 def create_segmentation_job(body: SegmentationJobRequest) -> SegmentationJobCreated:
     """Segment a whole channel in the background; answers at once with the job's id."""
-    access, segmentation = services().access, services().segmentation
-    name = access.usable_model(body.model_name, access.user(body.token))
-    status = segmentation.submit(segmentation.key(body.audio_id, name, body.min_frequency))
-    return SegmentationJobCreated(job_id=status.run_id)
+    key = _run_key(body.token, body.audio_id, body.model_name, body.min_frequency)
+    return SegmentationJobCreated(job_id=services().segmentation.submit(key).run_id)
 
 
 @api.get("/segmentation-jobs/<job_id>", reply=SegmentationJobReply, tags=["Models"])

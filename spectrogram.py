@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import io
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -59,9 +59,6 @@ class SpecConfig:
     sampling_rate: int
     min_frequency: float
     max_frequency: float
-
-    def as_dict(self) -> dict[str, object]:
-        return asdict(self)
 
 
 def default_n_fft(sampling_rate: float) -> int:

@@ -103,23 +103,6 @@ class ReleaseRequest(ApiModel):
     audio_id_list: list[str | None] = Field(default_factory=list)
 
 
-class SpecConfigReply(Reply):
-    """The effective spectrogram parameters, echoed as ``configurations``."""
-
-    spec_cal_method: str
-    n_fft: int
-    bins_per_octave: int | None
-    hop_length: int
-    num_spec_columns: int
-    sampling_rate: int
-    min_frequency: float
-    max_frequency: float
-
-    @classmethod
-    def of(cls, config: SpecConfig) -> SpecConfigReply:
-        return cls(**config.as_dict())
-
-
 class SpectrogramReply(Reply):
     spec: str = Field(description="Base64 JPEG, top row = highest frequency")
     freqs: list[float] = Field(description="Row frequencies in Hz, freqs[0] = bottom row")
@@ -131,12 +114,12 @@ class ChannelReply(SpectrogramReply):
 
 
 class UploadReply(Reply):
-    configurations: SpecConfigReply
+    configurations: SpecConfig = Field(description="The effective spectrogram parameters")
     channels: list[ChannelReply]
 
 
 class ClipSpecReply(SpectrogramReply):
-    configurations: SpecConfigReply
+    configurations: SpecConfig = Field(description="The effective spectrogram parameters")
     matrix: list[list[float]] | None = Field(None, description="Only with return_matrix")
 
 

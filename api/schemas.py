@@ -328,6 +328,24 @@ class LabelsReply(Reply):
         )
 
 
+class ValidationReply(Reply):
+    """Segment F1 on the human labels a job held back from training (the last fifth of the
+    annotated time), for the base model, the finetuned one and the energy threshold."""
+
+    model_config = ConfigDict(extra="ignore")  # job.json may hold more figures
+
+    base_segment_f1: float
+    finetuned_segment_f1: float
+    energy_segment_f1: float
+    tolerance: float = Field(description="Seconds an onset or offset may be off")
+    typed: bool = Field(description="Whether cluster names had to match")
+    held_out_seconds: float
+    held_out_segments: int
+    verdict: Literal["better", "not better"] = Field(
+        description='"better" only when the finetuned model beats both others'
+    )
+
+
 class JobReply(Reply):
     model_name: str
     state: str = Field(description="queued, training, done, failed or cancelled")
@@ -339,6 +357,7 @@ class JobReply(Reply):
     created: str
     started: str | None
     finished: str | None
+    validation: ValidationReply | None = Field(description="Once measured; None before")
 
     @classmethod
     def of(cls, job: JobRecord) -> JobReply:
@@ -353,6 +372,7 @@ class JobReply(Reply):
             created=job.created,
             started=job.started,
             finished=job.finished,
+            validation=job.validation,
         )
 
 

@@ -55,7 +55,7 @@ class ServerSettings(BaseSettings):
     url_fetch_timeout_s: float = 60.0
     auth_tokens_file: Path | None = None
     max_loaded_models: int = 2
-    finetune_max_steps: int = 200
+    finetune_max_steps: int = 150
 
     @property
     def max_upload_bytes(self) -> int:

@@ -27,7 +27,14 @@ ProgressCallback = Callable[[float], None]
 
 @dataclass(frozen=True, slots=True)
 class SegmentationConfig:
-    """How to segment one species' recordings. ``sr=None`` keeps the recording's own rate."""
+    """How to segment one species' recordings. ``sr=None`` keeps the recording's own rate.
+
+    ``feature_rate`` (None: ``sr``) is the rate the samples are declared to have when
+    they become features, so a new species can be shown to a model at a rate and
+    speed it knows (see ``whisperseg.view``); times, ``spec_time_step`` and
+    ``min_frequency`` stay in the recording's own seconds and Hz. Predicted segments
+    of one cluster closer than ``min_gap`` are joined.
+    """
 
     sr: int | None = None
     min_frequency: float = 0.0
@@ -36,6 +43,8 @@ class SegmentationConfig:
     eps: float = 0.02
     num_trials: int = 3
     batch_size: int | None = None
+    feature_rate: int | None = None
+    min_gap: float = 0.0
 
     @classmethod
     def from_dict(cls, values: dict) -> SegmentationConfig:
@@ -118,6 +127,37 @@ def _clip(segments: list[Segment], duration: float, min_length: float) -> list[S
     return [s for s in clipped if s.duration >= min_length]
 
 
+def scale_times(segments: Sequence[Segment], factor: float) -> list[Segment]:
+    """Segments with onsets and offsets multiplied by ``factor`` (declared to real seconds)."""
+    return [replace(s, onset=s.onset * factor, offset=s.offset * factor) for s in segments]
+
+
+def join_gaps(segments: list[Segment], min_gap: float, min_length: float) -> list[Segment]:
+    """Join segments of one cluster less than ``min_gap`` apart, then drop short ones.
+
+    A finetuned model tends to split a long call into fragments; the shortest gap and
+    the shortest segment a person labelled say what cannot be a real gap or call.
+    ``segments`` must be sorted by onset.
+    """
+    joined: list[Segment] = []
+    for s in segments:
+        last = joined[-1] if joined else None
+        if last and last.cluster == s.cluster and s.onset - last.offset < min_gap:
+            joined[-1] = replace(last, offset=max(last.offset, s.offset))
+        else:
+            joined.append(s)
+    return [s for s in joined if s.duration >= min_length]
+
+
+def feature_config(config: SegmentationConfig, sr: int, total_spec_columns: int) -> FeatureConfig:
+    """Features of audio at ``sr`` as ``config`` shows it to the model (its declared rate)."""
+    rate = config.feature_rate or sr
+    if rate == sr:
+        return FeatureConfig(sr, config.spec_time_step, config.min_frequency, total_spec_columns)
+    hop = max(1, round(config.spec_time_step * sr))
+    return FeatureConfig(rate, hop / rate, config.min_frequency * rate / sr, total_spec_columns)
+
+
 def _finalise(segments: list[Segment], widening: float) -> list[Segment]:
     """Undo the FFT widening, round to milliseconds, drop empty and duplicate segments."""
     unique: dict[tuple[float, float, str], Segment] = {}
@@ -143,9 +183,8 @@ def segment_recording(
         sr = config.sr
     if audio.size == 0:
         return []
-    features = FeatureConfig(
-        sr, config.spec_time_step, config.min_frequency, model.total_spec_columns
-    )
+    features = feature_config(config, sr, model.total_spec_columns)
+    seconds_per_declared = features.sr / sr
     trials = max(1, config.num_trials)
     jobs = [
         (trial, start)
@@ -165,10 +204,17 @@ def segment_recording(
     duration = len(audio) / sr
     per_trial = [
         _clip(
-            join_windows(windows, features, model.max_time_index, model.cluster_names),
+            scale_times(
+                join_windows(windows, features, model.max_time_index, model.cluster_names),
+                seconds_per_declared,
+            ),
             duration,
             config.min_segment_length,
         )
         for windows in results
     ]
-    return _finalise(consensus(per_trial, config.eps), features.fft_widening)
+    merged = consensus(per_trial, config.eps)
+    finalised = _finalise(merged, features.fft_widening * seconds_per_declared)
+    if config.min_gap > 0:
+        return join_gaps(finalised, config.min_gap, config.min_segment_length)
+    return finalised

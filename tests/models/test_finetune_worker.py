@@ -31,12 +31,17 @@ from model_registry import (
     UnknownModelError,
     inference_config,
 )
-from whisperseg import ct2
+from whisperseg import adaptation, ct2
+from whisperseg.adaptation import AdaptationConfig
 from whisperseg.initialize import random_tiny
 from whisperseg.training import TrainingConfig, TrainingExample
 
 SR = 16000
-FAST = TrainingConfig(max_steps=3, batch_size=1, warmup_steps=1, augment=False)
+FAST = AdaptationConfig(  # two steps before validation, one after it on all labels
+    training=TrainingConfig(max_steps=2, batch_size=1, warmup_steps=1, augment=False),
+    final_steps=1,
+    num_trials=1,
+)
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +85,7 @@ class Gate:
 def gate(monkeypatch: pytest.MonkeyPatch, worker: FinetuneWorker) -> Iterator[Gate]:
     """Training pauses after every step until ``gate.release`` is set."""
     gate = Gate(worker)
-    real_finetune = finetune_worker.finetune
+    real_finetune = adaptation.finetune
 
     def gated_finetune(model, examples, config, progress, should_stop):
         name = next(r.name for r in worker.jobs() if r.state == "training")
@@ -91,7 +96,7 @@ def gate(monkeypatch: pytest.MonkeyPatch, worker: FinetuneWorker) -> Iterator[Ga
 
         return real_finetune(model, examples, config, progress=report, should_stop=should_stop)
 
-    monkeypatch.setattr(finetune_worker, "finetune", gated_finetune)
+    monkeypatch.setattr(adaptation, "finetune", gated_finetune)
     yield gate
     gate.release.set()
 
@@ -128,15 +133,21 @@ def test_job_lifecycle_to_a_ready_model(worker, registry, examples, gate):
     assert done.state == "done", done.error
     assert (done.progress, done.eta, done.owner) == (1.0, "00:00:00", "alice")
     assert done.loss is not None and done.started and done.finished
-    progress = [record.progress for record, _ in gate.seen]
-    assert progress == pytest.approx([1 / 3, 2 / 3, 1.0])
+    progress = [record.progress for record, _ in gate.seen]  # after each of the 3 steps
+    assert len(progress) == 3 and 0 < progress[0] < progress[1] < progress[2] == 1.0
     assert all(record.state == "training" and record.eta_s is not None for record, _ in gate.seen)
     assert gate.seen[0][0].eta_s > gate.seen[-1][0].eta_s == 0
+    validation = done.validation
+    assert validation["verdict"] in ("better", "not better")
+    assert set(validation) >= {"base_segment_f1", "finetuned_segment_f1", "energy_segment_f1"}
     assert [on_disk["state"] for _, on_disk in gate.seen] == ["training"] * 3
     assert [on_disk["progress"] for _, on_disk in gate.seen] == progress
 
     folder = registry.models_dir / "finch-v1"
     assert json.loads((folder / JOB_FILE).read_text())["state"] == "done"
+    assert json.loads((folder / JOB_FILE).read_text())["validation"] == validation
+    card = (folder / "README.md").read_text()
+    assert "held-back labels" in card and f"{validation['finetuned_segment_f1']:.3f}" in card
     assert json.loads((folder / JOB_FILE).read_text())["request"] == {"audio_id": "abc"}
     assert [p.name for p in registry.models_dir.iterdir() if p.name.startswith(".")] == []
     assert ("finch-v1", "alice") in [(m.name, m.owner) for m in registry.list_ready()]
@@ -145,8 +156,8 @@ def test_job_lifecycle_to_a_ready_model(worker, registry, examples, gate):
         assert ct2.current_copy(folder) == folder / "ct2"
     trained = registry.load("finch-v1")
     assert list(trained.default_segmentation_config)[0] == FINETUNED_CONFIG_KEY
-    config = inference_config(trained)
-    assert (config.sr, config.spec_time_step) == (SR, 0.0025)
+    config = inference_config(trained)  # the settings the job chose from the labels
+    assert config.sr == SR and config.min_segment_length > 0
     assert any(name.endswith("A") for name in trained.cluster_codebook)
     # training used its own copy: the cached inference model is untouched
     assert registry.load("whisperseg-tiny") is inference_model
@@ -173,7 +184,7 @@ def test_a_failing_job_is_recorded_and_the_worker_goes_on(worker, registry, exam
     worker.submit("next", "whisperseg-tiny", examples, config=FAST)
     failed = wait_until_finished(worker, "broken")
     assert failed.state == "failed"
-    assert failed.error == "no labelled segments to train on"
+    assert failed.error and "no labelled segments" in failed.error
     assert wait_until_finished(worker, "next").state == "done"
     assert "broken" not in [m.name for m in registry.list_ready()]
     registry.validate_new_name("broken")  # a failed job frees its name

@@ -302,6 +302,102 @@ def test_finetuning_on_the_first_part_of_a_song_labels_the_rest(
     print("synthetic song, typed segment F1 on the unlabelled half:", scores["segment_f1"])
     assert scores["segment_f1"] >= 0.8, scores  # measured 0.936 with 120 steps
 
+    validation = client.get("/training-jobs/song-abc").get_json()["validation"]
+    print("validation on held-back labels:", validation)
+    assert validation["typed"] is True and 0 < validation["tolerance"] <= 0.02
+    assert validation["held_out_segments"] > 0 and 3.0 <= validation["held_out_seconds"] <= 5.0
+    f1s = [validation[k] for k in ("base_segment_f1", "finetuned_segment_f1", "energy_segment_f1")]
+    assert all(0 <= f1 <= 1 for f1 in f1s)
+    better = f1s[1] > max(f1s[0], f1s[2])
+    assert validation["verdict"] == ("better" if better else "not better")
+
+
+@pytest.mark.slow
+def test_a_job_on_unlearnable_labels_says_it_is_not_better(
+    make_app: Callable[..., Flask], tmp_path: Path
+) -> None:
+    """Labels scattered at random over noise teach nothing; the job must not pretend."""
+    client = make_app(finetune_max_steps=30).test_client()
+    rng = np.random.default_rng(4)
+    noise = rng.normal(0, 0.1, 20 * 16000).astype(np.float32)
+    audio_id = upload(client, audio_bytes(noise, 16000)).get_json()["channels"][0]["audio_id"]
+    onsets = np.sort(rng.uniform(0, 19.5, 30))
+    labels = [
+        {"onset": float(t), "offset": float(t + rng.uniform(0.05, 0.3)), "clustername": "x"}
+        for t in onsets
+    ]
+    request = {
+        "audio_id": audio_id,
+        "annotated_areas": [{"onset": 0, "offset": 20}],
+        "human_labels": labels,
+        "new_model_name": "noise",
+    }
+    assert client.post("/finetune-whisperseg", json=request).status_code == 201
+    wait_for_state(client, "noise", "done", timeout=900)
+    validation = client.get("/training-jobs/noise").get_json()["validation"]
+    print("unlearnable labels, validation:", validation)
+    assert validation["verdict"] == "not better"
+    assert "not better" in (tmp_path / "models" / "noise" / "README.md").read_text()
+
+
+def bat_passes(seconds: float, sr: int, seed: int) -> tuple[np.ndarray, list[Segment]]:
+    """Echolocation-like calls: 3-5 ms sweeps from 100 to 25 kHz every 40-80 ms, in noise."""
+    rng = np.random.default_rng(seed)
+    audio = rng.normal(0, 0.01, round(seconds * sr)).astype(np.float32)
+    calls, t = [], 0.05
+    while t < seconds - 0.01:
+        length = rng.uniform(0.003, 0.005)
+        n = round(length * sr)
+        sweep = np.linspace(100_000, 25_000, n)
+        call = 0.3 * np.sin(2 * np.pi * np.cumsum(sweep) / sr) * np.hanning(n)
+        start = round(t * sr)
+        audio[start : start + n] += call.astype(np.float32)
+        calls.append(Segment(start / sr, (start + n) / sr, "call"))
+        t += rng.uniform(0.04, 0.08)
+    return audio, calls
+
+
+@pytest.mark.slow
+def test_a_384_khz_recording_uploads_browses_finetunes_and_segments(
+    make_app: Callable[..., Flask],
+) -> None:
+    client = make_app().test_client()
+    sr = 384_000
+    audio, calls = bat_passes(6.0, sr, seed=1)
+    reply = upload(client, audio_bytes(audio, sr), min_frequency="20000")
+    assert reply.status_code == 201, reply.get_json()
+    assert reply.get_json()["configurations"]["min_frequency"] == 20000
+    audio_id = reply.get_json()["channels"][0]["audio_id"]
+    tile = {"audio_id": audio_id, "start_time": 1.0, "hop_length": 384, "min_frequency": 20000}
+    tile_reply = client.post("/get-audio-clip-spec", json=tile).get_json()
+    assert tile_reply["freqs"][0] == pytest.approx(20000) and tile_reply["freqs"][-1] <= sr / 2
+
+    labelled = [
+        {"onset": c.onset, "offset": c.offset, "species": "bat", "clustername": c.cluster}
+        for c in calls
+        if c.offset <= 2.0
+    ]
+    request = {
+        "audio_id": audio_id,
+        "annotated_areas": [{"onset": 0, "offset": 2.0}],
+        "human_labels": labelled,
+        "new_model_name": "bat",
+        "min_frequency": 20000,
+    }
+    assert client.post("/finetune-whisperseg", json=request).status_code == 201
+    wait_for_state(client, "bat", "done", timeout=1200)
+    body = {
+        "audio_id": audio_id,
+        "model_name": "bat",
+        "annotated_areas": [{"onset": 0, "offset": 2}],
+    }
+    labels = client.post("/get-labels", json=body).get_json()["labels"]
+    predicted = [x for x in labels if x["onset"] >= 2.0]
+    rest = [c for c in calls if c.onset >= 2.0]
+    scores = evaluate_files([(as_segments(predicted), rest)], tolerance=0.002, match_cluster=False)
+    print("384 kHz calls, segment F1 at 2 ms on the unlabelled rest:", scores["segment_f1"])
+    assert scores["segment_f1"] >= 0.8, scores
+
 
 @pytest.mark.slow
 def test_finetuning_on_a_real_canary_recording(

@@ -34,7 +34,7 @@ from model_registry import (
 from server.durable import utc_timestamp, write_json_atomic
 from whisperseg import ct2
 from whisperseg.adaptation import AdaptationConfig, AdaptationResult, adapt
-from whisperseg.model import WhisperSegModel, make_ct2_copy, replace_folder
+from whisperseg.model import WhisperSegModel, make_ct2_copy, pick_device, replace_folder
 from whisperseg.training import TrainingCancelled, TrainingExample, TrainingProgress
 
 log = logging.getLogger(__name__)
@@ -321,8 +321,8 @@ class FinetuneWorker:
         staging = self._folder(f".{record.name}.{uuid.uuid4().hex}.done")
         try:
             model.save(staging)
-            if ct2.available():  # a finetuned model segments fast from its first request
-                make_ct2_copy(staging)
+            if ct2.available() and pick_device(self.device).type == "cuda":
+                make_ct2_copy(staging)  # GPU inference decodes with it from the first request
             with self._lock:
                 done = dataclasses.replace(
                     record,

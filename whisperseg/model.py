@@ -69,7 +69,8 @@ def _quantized(network: WhisperForConditionalGeneration) -> WhisperForConditiona
 
 
 def is_quantized(network: nn.Module) -> bool:
-    return any(type(m).__name__ == "DynamicQuantizedLinear" for m in network.modules())
+    dynamic_linear = torch.ao.nn.quantized.dynamic.Linear
+    return any(isinstance(m, dynamic_linear) for m in network.modules())
 
 
 @dataclass

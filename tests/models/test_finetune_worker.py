@@ -152,8 +152,7 @@ def test_job_lifecycle_to_a_ready_model(worker, registry, examples, gate):
     assert [p.name for p in registry.models_dir.iterdir() if p.name.startswith(".")] == []
     assert ("finch-v1", "alice") in [(m.name, m.owner) for m in registry.list_ready()]
 
-    if ct2.available():  # the job leaves a CTranslate2 copy: fast from the first request
-        assert ct2.current_copy(folder) == folder / "ct2"
+    assert ct2.current_copy(folder) is None  # on the CPU, torch int8 serves it (faster here)
     trained = registry.load("finch-v1")
     assert list(trained.default_segmentation_config)[0] == FINETUNED_CONFIG_KEY
     config = inference_config(trained)  # the settings the job chose from the labels

@@ -2,17 +2,21 @@
 
 Starts the documented gunicorn command on a free loopback port (tmp data and models folders,
 the shipped model linked in), uploads a real recording, starts finetuning on its human labels
-with many steps (so it trains all along), then runs concurrent clients doing what the frontend
-does: spectrogram tiles at random start times, waveforms, WAV clips and model-list polling.
-Prints requests/s, p50/p99 latency per endpoint, the error count, and whether the job was
-training throughout. Goal: zero errors, tile p99 under 1 s on a 2-core machine.
+with many steps (so it trains all along) and, with ``--segmentation-minutes``, a segmentation
+job over that much song, then runs concurrent clients doing what the frontend does:
+spectrogram tiles at random start times, waveforms, WAV clips and model-list polling.
+Prints requests/s, p50/p99 latency per endpoint, the error count, whether the job was
+training throughout and how far the segmentation job got. Goal: zero errors, tile p99 under
+1 s on a 2-core machine.
 
     python bench/load.py [--seconds 60] [--clients 16] [--recording path.wav]
+                         [--segmentation-minutes 30]
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import random
 import sys
@@ -25,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import requests
+import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -102,6 +107,26 @@ def start_finetuning(server: LiveServer, recording: Recording, labels_path: Path
         if time.monotonic() > deadline:
             raise SystemExit(f"the finetuning job did not start: {job_state(server)}")
         time.sleep(1)
+
+
+def start_segmentation(server: LiveServer, path: Path, minutes: float) -> str:
+    """Upload ``minutes`` of the recording repeated and start a segmentation job on it."""
+    audio, sr = sf.read(path, dtype="float32")
+    long = np.resize(audio, round(minutes * 60 * sr))
+    buffer = io.BytesIO()
+    sf.write(buffer, long, sr, format="WAV", subtype="PCM_16")
+    files = {"newAudioFile": ("long.wav", buffer.getvalue(), "audio/wav")}
+    reply = requests.post(server.url + "/upload", files=files, timeout=600)
+    reply.raise_for_status()
+    request = {"audio_id": reply.json()["channels"][0]["audio_id"], "model_name": "whisperseg-tiny"}
+    reply = requests.post(server.url + "/segmentation-jobs", json=request, timeout=60)
+    reply.raise_for_status()
+    return reply.json()["job_id"]
+
+
+def segmentation_state(server: LiveServer, job_id: str) -> tuple[str, float]:
+    state = requests.get(f"{server.url}/segmentation-jobs/{job_id}", timeout=60).json()
+    return state["state"], state["progress"]
 
 
 def job(server: LiveServer) -> dict:
@@ -186,6 +211,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--recording", type=Path, default=DEFAULT_RECORDING)
     parser.add_argument("--max-steps", type=int, default=1_000_000, help="finetuning steps")
+    parser.add_argument(
+        "--segmentation-minutes", type=float, default=0.0, help="song segmented meanwhile"
+    )
     args = parser.parse_args()
     wait_for_shipped_model(timeout_s=3600)
     with tempfile.TemporaryDirectory(prefix="whisperseg-load-") as tmp:
@@ -195,6 +223,10 @@ def main() -> None:
         with server:
             recording = upload(server, args.recording)
             start_finetuning(server, recording, args.recording.with_suffix(".json"))
+            segmentation = None
+            if args.segmentation_minutes:
+                segmentation = start_segmentation(server, args.recording, args.segmentation_minutes)
+                before = segmentation_state(server, segmentation)
             print(f"{args.clients} clients for {args.seconds:g} s on {args.recording.name} "
                   f"({recording.duration:.1f} s) while {JOB!r} trains")  # fmt: skip
             results, polls = Results(), []
@@ -210,6 +242,11 @@ def main() -> None:
             for thread in threads:
                 thread.join()
             report(results, time.monotonic() - started, polls, args.max_steps)
+            if segmentation:
+                state, progress = segmentation_state(server, segmentation)
+                minutes = (progress - before[1]) * args.segmentation_minutes
+                print(f"segmentation job meanwhile: {before[0]} -> {state}, {minutes:.1f} of "
+                      f"{args.segmentation_minutes:g} min of song segmented")  # fmt: skip
             requests.post(server.url + "/cancel-finetuning", json={"model_name": JOB}, timeout=60)
 
 

@@ -225,7 +225,8 @@ def test_a_model_segments_a_long_song_in_chunks_as_well_as_in_one_piece(
         assert state["progress"] >= progress[-1]
         progress.append(state["progress"])
         time.sleep(0.5)
-    assert state["state"] == "done" and len(set(progress)) >= 3  # started, a chunk, more
+    assert state["state"] == "done"
+    assert any(0 < p < 1 for p in progress), progress  # seen after the first chunk
     labels = state["labels"]
     assert labels == client.post("/get-labels", json=request).json["labels"]
     onsets = [x["onset"] for x in labels]

@@ -1,7 +1,8 @@
-"""Wall time to finetune the shipped model on 45 s of labelled audio, and F1 on the rest.
+"""Wall time of the default finetuning job on 45 s of labelled audio, and F1 on the rest.
 
-Follows the server's path (annotated area -> training clips -> finetune job defaults ->
-segment the unlabelled rest with the new model) for two stories:
+Follows the server's path (annotated area -> training clips -> the job: validation on
+held-back labels, then training on all -> segment the unlabelled rest with the new model
+at the settings the job chose) for two stories:
 
 - synthetic song, three syllable types A/B/C: typed segment F1 (clusters must match);
 - a held-out juvenile zebra finch (R3625, files joined): voice-activity segment F1.
@@ -25,14 +26,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from annotations.labels import Label, LabelledRecording, split_cluster, training_clips  # noqa: E402
 from example_audios.make_example_song import make_song  # noqa: E402
-from finetune_worker import FINETUNE_DEFAULTS  # noqa: E402
-from model_registry import inference_config  # noqa: E402
+from finetune_worker import finetune_config  # noqa: E402
+from server.settings import ServerSettings  # noqa: E402
+from whisperseg.adaptation import adapt  # noqa: E402
 from whisperseg.datasets import find_recordings, load_recording, shared_data_dir  # noqa: E402
 from whisperseg.metrics import evaluate_files  # noqa: E402
 from whisperseg.model import WhisperSegModel  # noqa: E402
 from whisperseg.segment import Segment  # noqa: E402
-from whisperseg.segmentation import segment_recording  # noqa: E402
-from whisperseg.training import finetune  # noqa: E402
+from whisperseg.segmentation import SegmentationConfig, segment_recording  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -65,17 +66,16 @@ def run_story(
         if s.offset <= labelled
     ]
     examples = training_clips([LabelledRecording(audio, sr, [(0.0, labelled)], labels)])
-    model = WhisperSegModel.load(args.model, device=args.device)
-    config = replace(FINETUNE_DEFAULTS, max_steps=args.steps or FINETUNE_DEFAULTS.max_steps)
+    base = WhisperSegModel.load(args.model, device=args.device)
+    config = finetune_config(args.steps)
     started = time.perf_counter()
-    losses = finetune(model, examples, config)
+    model, result = adapt(base, examples, config)
     with tempfile.TemporaryDirectory() as scratch:
         model.save(Path(scratch) / "model")
     train_seconds = time.perf_counter() - started
 
-    segmentation = replace(
-        inference_config(model), sr=sr, spec_time_step=examples[0].spec_time_step
-    )
+    segmentation = SegmentationConfig.from_dict(result.segmentation)
+    losses = result.losses
     rest = audio[round(labelled * sr) :]
     predicted = [
         Segment(s.onset + labelled, s.offset + labelled, split_cluster(s.cluster)[2], s.confidence)
@@ -84,10 +84,12 @@ def run_story(
     unlabelled_truth = [s for s in truth if s.onset >= labelled]
     scores = evaluate_files([(predicted, unlabelled_truth)], 0.01, match_cluster=match_cluster)
     print(
-        f"{name:<24} {len(labels):>4} labels, {config.max_steps} steps: "
-        f"finetune {train_seconds:6.1f} s (loss {np.mean(losses[:10]):.2f} -> "
+        f"{name:<24} {len(labels):>4} labels, {args.steps} steps: "
+        f"job {train_seconds:6.1f} s (loss {np.mean(losses[:10]):.2f} -> "
         f"{np.mean(losses[-10:]):.2f}); unlabelled {len(rest) / sr:5.1f} s: "
-        f"segment F1 {scores['segment_f1']:.3f}, frame F1 {scores['frame_f1']:.3f}"
+        f"segment F1 {scores['segment_f1']:.3f}, frame F1 {scores['frame_f1']:.3f}; "
+        f"validation {result.validation['verdict']} "
+        f"(finetuned {result.validation['finetuned_segment_f1']:.3f})"
     )
 
 
@@ -95,7 +97,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(PROJECT / "models" / "whisperseg-tiny"))
     parser.add_argument("--labelled-seconds", type=float, default=45.0)
-    parser.add_argument("--steps", type=int, help="default: the finetune job's default")
+    parser.add_argument(
+        "--steps", type=int, default=ServerSettings().finetune_max_steps, help="training steps"
+    )
     parser.add_argument("--device", help="cpu or cuda (default: GPU if present)")
     args = parser.parse_args()
     print(f"torch threads {torch.get_num_threads()}, device {args.device or 'auto'}")

@@ -115,6 +115,8 @@ class AudioStore:
         self._removal_listeners.append(listener)
 
     def _announce_removals(self) -> None:
+        if not self._removed:  # the usual case on the hot path: no lock taken again
+            return
         with self._lock:
             removed, self._removed = self._removed, []
         for audio_id in removed:

@@ -231,10 +231,13 @@ class ModelRegistry:
         return WhisperSegSegmenter(self.load(name))
 
     def identity(self, name: str) -> tuple[int, int]:
-        """Changes when a model's folder is replaced: keys kept predictions to the weights."""
+        """Changes when a model's folder is replaced: keys cached models and kept predictions."""
         if name == ENERGY_MODEL:
             return (0, 0)
-        info = (self.whisperseg_folder(name) / "config.json").stat()
+        try:
+            info = (self.whisperseg_folder(name) / "config.json").stat()
+        except FileNotFoundError as exc:
+            raise UnknownModelError(f"model {name!r} is not ready") from exc
         return (info.st_ino, info.st_mtime_ns)
 
     @property
@@ -249,11 +252,7 @@ class ModelRegistry:
         A folder replaced since it was loaded (same name, new weights) is loaded again.
         """
         folder = self.whisperseg_folder(name)
-        try:
-            info = (folder / "config.json").stat()
-        except FileNotFoundError as exc:
-            raise UnknownModelError(f"model {name!r} is not ready") from exc
-        identity = (info.st_ino, info.st_mtime_ns)
+        identity = self.identity(name)
         with self._lock:
             name_lock = self._load_locks.setdefault(name, threading.Lock())
         with name_lock:

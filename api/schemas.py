@@ -300,7 +300,7 @@ class ModelListReply(Reply):
     @classmethod
     def of_models(cls, names: list[str]) -> ModelListReply:
         return cls(
-            response=[ModelEntry(model_name=n, status="ready", eta="--:--:--") for n in names]
+            response=[ModelEntry(model_name=n, status="ready", eta=format_eta(None)) for n in names]
         )
 
     @classmethod

@@ -22,6 +22,7 @@ from typing import Literal, Protocol
 import numpy as np
 
 from whisperseg import ct2
+from whisperseg.autoconfig import coarsest, settings_for_recording
 from whisperseg.energy import EnergyParams, energy_segments
 from whisperseg.model import WhisperSegModel, pick_device
 from whisperseg.segment import Segment
@@ -67,13 +68,14 @@ class ModelInfo:
 
 
 class Segmenter(Protocol):
-    def segment(
-        self, audio: np.ndarray, sr: int, min_frequency: float | None = None
-    ) -> list[Segment]: ...
+    """Segments stretches of one recording, with settings fixed for that recording."""
 
-    def context_seconds(self, min_frequency: float | None = None) -> float:
+    @property
+    def context_seconds(self) -> float:
         """How much audio around a call the segmenter looks at (sizes chunk margins)."""
         ...
+
+    def segment(self, audio: np.ndarray, sr: int) -> list[Segment]: ...
 
 
 def read_job(folder: Path) -> dict | None:
@@ -112,7 +114,8 @@ def _name_problem(name: str) -> str | None:
 def inference_config(
     model: WhisperSegModel, min_frequency: float | None = None
 ) -> SegmentationConfig:
-    """The settings a model segments with when the request names no species.
+    """The settings a model segments with when the request names no species, before
+    the audio is known.
 
     A finetuned model's own settings (``FINETUNED_CONFIG_KEY``) come first. Otherwise,
     of the species settings the model lists, the coarsest time step: the cheapest (the
@@ -123,42 +126,52 @@ def inference_config(
     configs = model.default_segmentation_config
     if FINETUNED_CONFIG_KEY in configs:
         config = SegmentationConfig.from_dict(configs[FINETUNED_CONFIG_KEY])
-    elif configs:
-        listed = [SegmentationConfig.from_dict(c) for c in configs.values()]
-        config = max(listed, key=lambda c: c.spec_time_step)
     else:
-        config = SegmentationConfig()
+        config = coarsest(configs)
     return config if min_frequency is None else replace(config, min_frequency=min_frequency)
+
+
+def recording_config(
+    model: WhisperSegModel, audio: np.ndarray, sr: int, min_frequency: float | None = None
+) -> SegmentationConfig:
+    """A finetuned model's own settings; for any other, settings read off the recording
+    (``whisperseg.autoconfig``), so a 16 kHz mammal is not segmented as a 32 kHz finch.
+    The choice and its reason go to the server log."""
+    if FINETUNED_CONFIG_KEY in model.default_segmentation_config:
+        return inference_config(model, min_frequency)
+    choice = settings_for_recording(model.default_segmentation_config, audio, sr, min_frequency)
+    log.info("no species given: %s", choice.reason)
+    return choice.config
 
 
 @dataclass(frozen=True)
 class WhisperSegSegmenter:
     model: WhisperSegModel
+    config: SegmentationConfig
 
-    def segment(
-        self, audio: np.ndarray, sr: int, min_frequency: float | None = None
-    ) -> list[Segment]:
-        return segment_recording(self.model, audio, sr, inference_config(self.model, min_frequency))
+    def segment(self, audio: np.ndarray, sr: int) -> list[Segment]:
+        return segment_recording(self.model, audio, sr, self.config)
 
-    def context_seconds(self, min_frequency: float | None = None) -> float:
+    @property
+    def context_seconds(self) -> float:
         """One decoding window of the recording."""
-        config = inference_config(self.model, min_frequency)
-        return self.model.total_spec_columns * config.spec_time_step
+        return self.model.total_spec_columns * self.config.spec_time_step
 
 
 @dataclass(frozen=True)
 class EnergySegmenter:
+    """``min_frequency`` can raise the band floor, never lower it: below it mains hum
+    and handling noise would count as vocal energy."""
+
+    min_frequency: float | None = None
     cluster: str = "vocal"
 
-    def segment(
-        self, audio: np.ndarray, sr: int, min_frequency: float | None = None
-    ) -> list[Segment]:
-        """``min_frequency`` can raise the band floor, never lower it: below it mains hum
-        and handling noise would count as vocal energy."""
-        floor = max(min_frequency or 0.0, EnergyParams().min_frequency)
+    def segment(self, audio: np.ndarray, sr: int) -> list[Segment]:
+        floor = max(self.min_frequency or 0.0, EnergyParams().min_frequency)
         return energy_segments(audio, sr, EnergyParams(min_frequency=floor), self.cluster)
 
-    def context_seconds(self, min_frequency: float | None = None) -> float:
+    @property
+    def context_seconds(self) -> float:
         """Frames, smoothing and the longest call it joins: well under a second."""
         return 1.0
 
@@ -225,10 +238,14 @@ class ModelRegistry:
             raise UnknownModelError(f"model {name!r} is not ready")
         return folder
 
-    def segmenter(self, name: str) -> Segmenter:
+    def segmenter(
+        self, name: str, audio: np.ndarray, sr: int, min_frequency: float | None = None
+    ) -> Segmenter:
+        """Model ``name`` with the settings for this recording (``recording_config``)."""
         if name == ENERGY_MODEL:
-            return EnergySegmenter()
-        return WhisperSegSegmenter(self.load(name))
+            return EnergySegmenter(min_frequency)
+        model = self.load(name)
+        return WhisperSegSegmenter(model, recording_config(model, audio, sr, min_frequency))
 
     def identity(self, name: str) -> tuple[int, int]:
         """Changes when a model's folder is replaced: keys cached models and kept predictions."""

@@ -101,10 +101,12 @@ class SegmentationService:
 
     def _chunks(self, key: RunKey) -> Iterator[tuple[float, list[Segment]]]:
         channel = self.audio.get(key.audio_id)
-        segmenter = self.models.segmenter(key.model_name)
-        margin = 2 * segmenter.context_seconds(key.min_frequency)
+        segmenter = self.models.segmenter(
+            key.model_name, channel.samples, channel.sample_rate, key.min_frequency
+        )
+        margin = 2 * segmenter.context_seconds
 
         def segment(samples) -> list[Segment]:
-            return segmenter.segment(to_float32(samples), channel.sample_rate, key.min_frequency)
+            return segmenter.segment(to_float32(samples), channel.sample_rate)
 
         return segment_in_chunks(segment, channel.samples, channel.sample_rate, margin)

@@ -8,7 +8,9 @@ seconds of labels then has to relearn what a segment looks like. Instead, the sa
 are declared to be at a rate the model knows (played faster or slower, as bat
 detectors play ultrasound slowed down: nothing is lost, the whole band is kept) and
 the hop is the known one that makes the median labelled segment closest to
-``COLUMNS_PER_SEGMENT`` columns.
+``COLUMNS_PER_SEGMENT`` columns. Calls far longer than any the model knows (mouse
+ultrasound: 11,000 samples at 250 kHz, 140 columns at the coarsest known hop) get a
+hop of their own instead, so they too look about 30 columns long.
 """
 
 from __future__ import annotations
@@ -20,12 +22,15 @@ from dataclasses import dataclass
 import librosa
 import numpy as np
 
+from whisperseg.features import n_fft_for_rate
 from whisperseg.segmentation import SegmentationConfig, scale_times
 from whisperseg.training import TrainingExample
 
 # Median segment length, in spectrogram columns, of the species the shipped model knows
 # (zebra finch ~37 at 2.5 ms, canary ~24 at 1 ms).
 COLUMNS_PER_SEGMENT = 30.0
+# Beyond this factor from COLUMNS_PER_SEGMENT, the hop is set from the labels instead.
+MAX_COLUMN_RATIO = 2.0
 # What the shipped model was trained on, used when a model lists no species settings.
 FALLBACK_VIEWS = ((32000, 32), (32000, 80))
 
@@ -73,7 +78,9 @@ def choose_view(
 ) -> View:
     """The known view whose hop makes the median labelled segment closest to ``columns``.
 
-    Ties go to the declared rate nearest ``sr`` (least change of speed and pitch).
+    Ties go to the declared rate nearest ``sr`` (least change of speed and pitch). When
+    even the closest is more than ``MAX_COLUMN_RATIO`` off, its declared rate is kept
+    and the hop is made to fit (at most one FFT long, so no sample goes unseen).
     """
     if len(durations) == 0:
         raise ValueError("need at least one labelled segment to choose a view")
@@ -84,6 +91,8 @@ def choose_view(
         return abs(math.log(median_samples / hop / columns)), abs(math.log(rate / sr))
 
     rate, hop = min(views, key=distance)
+    if distance((rate, hop))[0] > math.log(MAX_COLUMN_RATIO):
+        hop = min(max(1, round(median_samples / columns)), n_fft_for_rate(rate))
     return View(sr, rate, hop)
 
 

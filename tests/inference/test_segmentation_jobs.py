@@ -30,11 +30,11 @@ class SegmenterSpy:
         self.allowed = threading.Semaphore(0)
         real = model_registry.EnergySegmenter.segment
 
-        def segment(segmenter, audio, sr, min_frequency=None):
+        def segment(segmenter, audio, sr):
             self.calls += 1
             if self.gated:
                 assert self.allowed.acquire(timeout=30), "the test never released this chunk"
-            return real(segmenter, audio, sr, min_frequency)
+            return real(segmenter, audio, sr)
 
         monkeypatch.setattr(model_registry.EnergySegmenter, "segment", segment)
 

@@ -139,7 +139,7 @@ def test_default_model(models_dir: Path, tmp_path_factory: pytest.TempPathFactor
 def test_unknown_or_unready_models_cannot_segment(models_dir: Path, name: str):
     _add_job_folder(models_dir, "queued", "queued")
     with pytest.raises(UnknownModelError):
-        ModelRegistry(models_dir).segmenter(name)
+        ModelRegistry(models_dir).segmenter(name, _bursts(), SR)
 
 
 def _bursts(seconds: float = 1.0) -> np.ndarray:
@@ -152,7 +152,8 @@ def _bursts(seconds: float = 1.0) -> np.ndarray:
 
 
 def test_energy_threshold_segments_without_a_folder(tmp_path: Path):
-    segments = ModelRegistry(tmp_path).segmenter(ENERGY_MODEL).segment(_bursts(), SR, 0.0)
+    audio = _bursts()
+    segments = ModelRegistry(tmp_path).segmenter(ENERGY_MODEL, audio, SR, 0.0).segment(audio, SR)
     assert [(round(s.onset, 2), round(s.offset, 2), s.cluster) for s in segments] == [
         (0.2, 0.3, "vocal"),
         (0.6, 0.75, "vocal"),
@@ -161,7 +162,8 @@ def test_energy_threshold_segments_without_a_folder(tmp_path: Path):
 
 @pytest.mark.slow
 def test_whisperseg_segmenter_returns_segments(models_dir: Path):
-    segments = ModelRegistry(models_dir).segmenter("whisperseg-tiny").segment(_bursts(0.5), SR)
+    audio = _bursts(0.5)
+    segments = ModelRegistry(models_dir).segmenter("whisperseg-tiny", audio, SR).segment(audio, SR)
     assert all(isinstance(s, Segment) and 0 <= s.onset < s.offset <= 0.5 for s in segments)
 
 

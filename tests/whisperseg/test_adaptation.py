@@ -57,6 +57,10 @@ def test_the_view_puts_the_median_segment_near_thirty_columns() -> None:
     assert choose_view(400000, [0.004], SHIPPED_VIEWS) == View(400000, 32000, 80)
     # 25 ms canary syllables at 32 kHz: the 1 ms view, as the shipped model was trained.
     assert choose_view(32000, [0.02, 0.025, 0.03], SHIPPED_VIEWS).hop == 32
+    # 45 ms mouse calls at 250 kHz: 140 columns even of 80, so a hop of their own.
+    assert choose_view(250000, [0.045], SHIPPED_VIEWS) == View(250000, 32000, 375)
+    # 2 s calls at 16 kHz: the hop stops at one FFT (512 samples at 32 kHz), 62 columns.
+    assert choose_view(16000, [2.0], SHIPPED_VIEWS) == View(16000, 32000, 512)
     with pytest.raises(ValueError):
         choose_view(32000, [], SHIPPED_VIEWS)
 

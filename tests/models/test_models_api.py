@@ -131,6 +131,27 @@ def test_get_labels_with_the_energy_baseline(client: FlaskClient, shared_data: P
     assert reply.status_code == 201 and len(reply.get_json()["labels"]) > 10
 
 
+@pytest.mark.slow
+def test_get_labels_without_a_species_reads_the_settings_off_mouse_ultrasound(
+    client: FlaskClient, shared_data: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The shipped model only heard 32 kHz birds; on 250 kHz mouse calls it must not be
+    shown finch settings (resampled to 32 kHz nothing of the calls would be left)."""
+    wav = shared_data / "mouse" / "mouse_usv_amvoc_rec3.wav"
+    audio_id = upload_file(client, wav)
+    truth = load_recording(wav).segments
+    scores = {}
+    with caplog.at_level("INFO", logger="model_registry"):
+        for model in ("whisperseg-tiny", "energy-threshold"):
+            body = {"audio_id": audio_id, "model_name": model, "min_frequency": 35000}
+            labels = client.post("/get-labels", json=body).get_json()["labels"]
+            scores[model] = evaluate_files(
+                [(as_segments(labels), truth)], tolerance=0.01, match_cluster=False
+            )["segment_f1"]
+    assert "250000 Hz declared as 32000 Hz" in caplog.text
+    assert scores["whisperseg-tiny"] >= 0.6 and scores["whisperseg-tiny"] > scores["energy-threshold"]
+
+
 def test_get_labels_refuses_unknown_models_audio_and_bad_areas(client: FlaskClient) -> None:
     audio_id = upload(client, audio_bytes(np.zeros(16000, np.float32), 16000)).get_json()[
         "channels"

@@ -56,6 +56,9 @@ class ServerSettings(BaseSettings):
     auth_tokens_file: Path | None = None
     max_loaded_models: int = 2
     finetune_max_steps: int = 150
+    # Distributed mode: finetuning and segmentation jobs go to Celery workers through this
+    # Redis broker (e.g. redis://127.0.0.1:6379/0); none runs them in this process.
+    broker_url: str | None = None
 
     @property
     def max_upload_bytes(self) -> int:

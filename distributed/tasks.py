@@ -40,6 +40,7 @@ MAX_ATTEMPTS = 3
 class WorkerContext:
     """What every task of one worker process shares."""
 
+    name: str  # the worker's, as its heartbeat says it
     registry: ModelRegistry
     audio_dir: Path
     state: SharedState
@@ -96,6 +97,7 @@ def run_finetune(context: WorkerContext, message: dict) -> None:
         record.finish("failed", f"its worker was lost {record.attempts} times")
     else:
         record.start()
+        record.worker = context.name
         writer.write()
         _train(context, message, writer, job_id)
         if record.state == "done":

@@ -90,15 +90,15 @@ def main(argv: list[str] | None = None) -> None:
     app = celery_app(args.broker, args.visibility_timeout_s)
     state = SharedState(redis_client(args.broker))
     registry = ModelRegistry(args.models_dir, device=args.device)
-    context = WorkerContext(registry, shared_audio.audio_folder(args.data_dir), state, args.device)
-    register(app, context)
+    name = f"whisperseg-{os.getpid()}@{socket.gethostname()}"
+    audio_dir = shared_audio.audio_folder(args.data_dir)
+    register(app, WorkerContext(name, registry, audio_dir, state, args.device))
 
     def set_threads(**_) -> None:
         import torch
 
         torch.set_num_threads(threads)
 
-    name = f"whisperseg-{os.getpid()}@{socket.gethostname()}"
     heartbeat = Heartbeat(state, name, queues)
     worker_process_init.connect(set_threads, weak=False)
     worker_ready.connect(heartbeat.start, weak=False)

@@ -44,7 +44,8 @@ class JobRecord:
     """What ``job.json`` holds; times are ISO 8601 UTC, ``eta_s`` None while unknown.
 
     ``attempts`` counts the starts: above 1 when a worker was lost mid-job and another
-    took the job over; ``task_id`` is the broker's id of a distributed job.
+    took the job over; ``task_id`` is the broker's id of a distributed job and ``worker``
+    the Celery worker that last started it.
     """
 
     name: str
@@ -62,6 +63,7 @@ class JobRecord:
     finished: str | None = None
     attempts: int = 0
     task_id: str | None = None
+    worker: str | None = None
 
     @property
     def eta(self) -> str:

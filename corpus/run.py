@@ -89,7 +89,8 @@ def segment_on_workers(files: list[CorpusFile], broker_url: str) -> Iterator[Out
         sent = []
         for job in files:
             task_id = f"corpus-{uuid.uuid4().hex}"
-            sent.append((job, broker.send(SEGMENT_FILE_TASK, job.to_message(), queue, task_id)))
+            result = broker.send(SEGMENT_FILE_TASK, job.to_message(), queue, task_id, True)
+            sent.append((job, result))
         for job, result in sent:
             value = result.get(propagate=False)
             if result.successful():

@@ -43,10 +43,19 @@ class Broker:
             return GPU_QUEUE
         return CPU_QUEUE
 
-    def send(self, task: str, message: dict, queue: str, task_id: str) -> AsyncResult:
+    def send(
+        self, task: str, message: dict, queue: str, task_id: str, keep_result: bool = False
+    ) -> AsyncResult:
+        """Send a task; only a kept result can be waited for (jobs report through files
+        and events instead)."""
         return self.reachable(
             lambda: self.app.send_task(
-                task, args=[message], queue=queue, task_id=task_id, retry=False
+                task,
+                args=[message],
+                queue=queue,
+                task_id=task_id,
+                retry=False,
+                ignore_result=not keep_result,
             )
         )
 

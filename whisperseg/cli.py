@@ -88,7 +88,12 @@ def _segment_corpus(args: argparse.Namespace) -> None:
         species=args.species,
         overrides=_overrides(args),
     )
-    summary = segment_corpus(template, args.broker, args.device)
+    from jobs.record import JobsUnavailable
+
+    try:
+        summary = segment_corpus(template, args.broker, args.device)
+    except JobsUnavailable as exc:
+        sys.exit(f"error: {exc}")
     print(summary.text())
     if summary.failed:
         sys.exit(1)

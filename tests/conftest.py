@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from cluster import RedisServer, Workers
 from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, settings
 
 from backend import create_app
+from bench.local_cluster import RedisServer, Workers
 from server.settings import ServerSettings
 
 PROJECT = Path(__file__).resolve().parents[1]

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 import torch
-from cluster import PROJECT, Process, Workers, wait_until
 from conftest import SHIPPED_MODEL
 
+from bench.local_cluster import PROJECT, Process, Workers, wait_until
 from example_audios.make_example_song import make_song
 from whisperseg.cli import main
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 from api_helpers import audio_bytes, upload
-from cluster import RedisServer, Workers, free_port, wait_until
 from flask import Flask
 from flask.testing import FlaskClient
 
+from bench.local_cluster import RedisServer, Workers, free_port, wait_until
 from example_audios.make_example_song import make_song
 
 SONG_SECONDS = 10.0

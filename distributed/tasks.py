@@ -119,7 +119,9 @@ def _train(context: WorkerContext, message: dict, writer: _RecordWriter, job_id:
             progress=writer.progress,
             should_stop=lambda: context.state.cancel_requested(job_id),
         )
-        staging, done = stage_model(context.registry.models_dir, record, model, result, None)
+        staging, done = stage_model(
+            context.registry.models_dir, record, model, result, context.device
+        )
         try:
             replace_folder(staging, writer.folder)
         finally:

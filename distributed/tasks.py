@@ -86,9 +86,9 @@ def run_finetune(context: WorkerContext, message: dict) -> None:
     name = message["name"]
     folder = context.registry.models_dir / name
     values = read_job(folder)
-    if not values or not JobRecord.from_dict(name, values).active:
+    record = JobRecord.from_dict(name, values) if values else None
+    if record is None or not record.active:
         return  # gone, cancelled while queued, or a second delivery of a finished job
-    record = JobRecord.from_dict(name, values)
     job_id = record.task_id or name
     writer = _RecordWriter(folder, record, context.write_interval_s)
     if context.state.cancel_requested(job_id):
@@ -99,14 +99,13 @@ def run_finetune(context: WorkerContext, message: dict) -> None:
         record.start()
         record.worker = context.name
         writer.write()
-        _train(context, message, writer, job_id)
-        if record.state == "done":
-            return
+        if _train(context, message, writer, job_id):
+            return  # the done record came with the model folder
     writer.write()
 
 
-def _train(context: WorkerContext, message: dict, writer: _RecordWriter, job_id: str) -> None:
-    """Train and put the model in place, or record in ``writer.record`` how it ended."""
+def _train(context: WorkerContext, message: dict, writer: _RecordWriter, job_id: str) -> bool:
+    """Train and put the model in place (True), or record how the job ended (False)."""
     record = writer.record
     try:
         examples = [example_from_message(context.audio_dir, e) for e in message["examples"]]
@@ -119,19 +118,18 @@ def _train(context: WorkerContext, message: dict, writer: _RecordWriter, job_id:
             progress=writer.progress,
             should_stop=lambda: context.state.cancel_requested(job_id),
         )
-        staging, done = stage_model(
-            context.registry.models_dir, record, model, result, context.device
-        )
+        staging, _ = stage_model(context.registry.models_dir, record, model, result, context.device)
         try:
             replace_folder(staging, writer.folder)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        record.state = done.state
+        return True
     except TrainingCancelled:
         record.finish("cancelled")
     except Exception as exc:
         log.exception("finetuning %r failed", record.name)
         record.finish("failed", str(exc) or type(exc).__name__)
+    return False
 
 
 def run_segmentation(context: WorkerContext, message: dict) -> None:

@@ -140,8 +140,9 @@ def run_segmentation(context: WorkerContext, message: dict) -> None:
     state.push_event(run_id, {"kind": "started"})
     try:
         samples, sr = shared_audio.load(context.audio_dir, message["audio"])
-        segmenter = context.registry.segmenter(message["model_name"])
-        chunks = segment_channel(segmenter, samples, sr, message["min_frequency"], first)
+        chunks = segment_channel(
+            context.registry, message["model_name"], samples, sr, message["min_frequency"], first
+        )
         index = first
         while not state.cancel_requested(run_id):
             found = next(chunks, None)

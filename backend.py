@@ -66,8 +66,8 @@ from api.schemas import (
 from audio.codec import encode_wav_int16, to_float32
 from audio.url_fetch import fetch_url
 from audio.waveform import visualization_array
-from finetune_worker import finetune_config
 from inference.runs import RunKey
+from jobs.finetune import finetune_config
 from server.services import Services
 from server.settings import ServerSettings, SettingsError
 from spectrogram import SpecConfig, compute_db, render_jpeg_base64, resolve_config, row_frequencies

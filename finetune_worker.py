@@ -1,106 +1,36 @@
-"""Finetuning jobs, run one at a time in a background thread, each recorded in its model folder.
+"""Finetuning jobs run one at a time in a thread of the server (the embedded mode), and the
+command that starts a Celery worker for the distributed mode.
 
 A job's ``models/<name>/job.json`` is created when it is queued and rewritten on
 every state change (and at most every ``write_interval_s`` during training), always
-atomically. The trained weights are saved to a hidden staging folder together with
-the final ``job.json`` (state ``done``), and that folder is renamed into place, so a
-model never looks ready half-written. Jobs cannot outlive the process (their clips
+atomically (``jobs.finetune``). Embedded jobs cannot outlive the process (their clips
 live in memory): a new worker marks the ones it finds queued or training as failed.
+
+``python finetune_worker.py --broker URL --models-dir DIR --data-dir DIR`` runs the
+jobs of a server started with ``--broker URL`` instead (``distributed.worker``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import math
 import shutil
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
 
-from model_registry import (
-    FINETUNED_CONFIG_KEY,
-    JOB_FILE,
-    ModelNameError,
-    ModelRegistry,
-    read_job,
-)
-from server.durable import utc_timestamp, write_json_atomic
-from whisperseg import ct2
-from whisperseg.adaptation import AdaptationConfig, AdaptationResult, adapt
-from whisperseg.model import WhisperSegModel, make_ct2_copy, pick_device, replace_folder
+from jobs.finetune import FINETUNE_DEFAULTS, create_job_folder, stage_model, train_job
+from jobs.record import INTERRUPTED, JobRecord, JobState, UnknownJobError
+from model_registry import JOB_FILE, ModelNameError, ModelRegistry, read_job
+from server.durable import write_json_atomic
+from whisperseg.adaptation import AdaptationConfig
+from whisperseg.model import replace_folder
 from whisperseg.training import TrainingCancelled, TrainingExample, TrainingProgress
 
 log = logging.getLogger(__name__)
-
-# A job validates on held-back labels, then trains on all of them (whisperseg.adaptation);
-# its defaults fit 45 s of labels in 5 minutes of a 2-core CPU.
-FINETUNE_DEFAULTS = AdaptationConfig()
-
-
-def finetune_config(total_steps: int) -> AdaptationConfig:
-    """The default job with ``total_steps`` training steps: two thirds before validation,
-    one third after it on all labels."""
-    final = total_steps // 3
-    training = dataclasses.replace(FINETUNE_DEFAULTS.training, max_steps=total_steps - final)
-    return dataclasses.replace(FINETUNE_DEFAULTS, training=training, final_steps=final)
-
-
-INTERRUPTED = "interrupted by a server restart"
-
-JobState = Literal["queued", "training", "done", "failed", "cancelled"]
-ACTIVE_STATES: tuple[JobState, ...] = ("queued", "training")
-
-
-class UnknownJobError(LookupError):
-    """No queued or running job of that name."""
-
-
-def format_eta(seconds: float | None) -> str:
-    """``HH:MM:SS`` as the model lists show it; ``--:--:--`` when unknown."""
-    if seconds is None or not math.isfinite(seconds):
-        return "--:--:--"
-    total = max(0, round(seconds))
-    return f"{total // 3600:02d}:{total % 3600 // 60:02d}:{total % 60:02d}"
-
-
-@dataclass
-class JobRecord:
-    """What ``job.json`` holds; times are ISO 8601 UTC, ``eta_s`` None while unknown."""
-
-    name: str
-    initial_model: str
-    owner: str | None = None
-    request: dict = field(default_factory=dict)
-    state: JobState = "queued"
-    progress: float = 0.0
-    eta_s: float | None = None
-    loss: float | None = None
-    error: str | None = None
-    validation: dict | None = None  # F1s on held-back labels, once the job has them
-    created: str = field(default_factory=utc_timestamp)
-    started: str | None = None
-    finished: str | None = None
-
-    @property
-    def eta(self) -> str:
-        return format_eta(self.eta_s)
-
-    @property
-    def active(self) -> bool:
-        return self.state in ACTIVE_STATES
-
-    @classmethod
-    def from_dict(cls, name: str, values: dict) -> JobRecord:
-        known = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in values.items() if k in known}
-        return cls(**{"initial_model": "", **values, "name": name})
 
 
 @dataclass(frozen=True)
@@ -150,7 +80,7 @@ class FinetuneWorker:
             record = JobRecord.from_dict(folder.name, values)
             self._records[record.name] = record
             if record.active:
-                _finish(record, "failed", INTERRUPTED)
+                record.finish("failed", INTERRUPTED)
                 self._persist(record.name)
 
     def _persist(self, name: str) -> None:
@@ -173,13 +103,8 @@ class FinetuneWorker:
         request: dict | None = None,
         config: AdaptationConfig | None = None,
     ) -> JobRecord:
-        """Queue a job; raises ModelNameError (bad or taken name), UnknownModelError.
-
-        ``request`` is kept in ``job.json`` as a summary of what was asked (a
-        ``token`` key is dropped: credentials stay off the disk).
-        """
-        summary = {k: v for k, v in (request or {}).items() if k != "token"}
-        record = JobRecord(name, initial_model, owner, summary)
+        """Queue a job; raises ModelNameError (bad or taken name), UnknownModelError."""
+        record = JobRecord.new(name, initial_model, owner, request)
         with self._lock:
             if self._closed:
                 raise RuntimeError("the finetune worker is closed")
@@ -191,10 +116,7 @@ class FinetuneWorker:
             self._records[name] = record  # reserves the name while the folder is made
         try:
             self.registry.whisperseg_folder(initial_model)
-            staging = self._folder(f".{name}.{uuid.uuid4().hex}.new")
-            staging.mkdir()
-            write_json_atomic(staging / JOB_FILE, asdict(record))
-            replace_folder(staging, self._folder(name))
+            create_job_folder(self.registry.models_dir, record)
         except BaseException:
             with self._lock:
                 self._records.pop(name, None)
@@ -215,7 +137,7 @@ class FinetuneWorker:
             if queued:
                 self._queue.remove(name)
                 del self._pending[name]
-                _finish(record, "cancelled")
+                record.finish("cancelled")
             else:
                 self._cancel_requested.add(name)
             snapshot = dataclasses.replace(record)
@@ -243,7 +165,7 @@ class FinetuneWorker:
             self._queue.clear()
             for name in dropped:
                 del self._pending[name]
-                _finish(self._records[name], "failed", INTERRUPTED)
+                self._records[name].finish("failed", INTERRUPTED)
             self._lock.notify_all()
         for name in dropped:
             self._persist(name)
@@ -259,7 +181,7 @@ class FinetuneWorker:
                 name = self._queue.popleft()
                 pending = self._pending.pop(name)
                 record = self._records[name]
-                record.state, record.started = "training", utc_timestamp()
+                record.start()
             self._persist(name)
             try:
                 self._train(record, pending)
@@ -275,26 +197,34 @@ class FinetuneWorker:
 
     def _end(self, record: JobRecord, state: JobState, error: str | None = None) -> None:
         with self._lock:
-            _finish(record, state, error)
+            record.finish(state, error)
         self._persist(record.name)
 
     def _train(self, record: JobRecord, pending: _Pending) -> None:
         """Train one job and record how it ended; only bookkeeping errors escape."""
         name = record.name
         try:
-            base = WhisperSegModel.load(
-                self.registry.whisperseg_folder(record.initial_model), device=self.device
-            )
-            model, result = adapt(
-                base,
+            model, result = train_job(
+                self.registry,
+                record,
                 pending.examples,
                 pending.config,
+                self.device,
                 progress=lambda p: self._progress(record, p),
                 should_stop=lambda: self._should_stop(name),
             )
-            if self._should_stop(name):
-                raise TrainingCancelled("finetuning cancelled")
-            self._save(record, model, result)
+            with self._lock:
+                snapshot = dataclasses.replace(record)
+            staging, done = stage_model(
+                self.registry.models_dir, snapshot, model, result, self.device
+            )
+            try:
+                with self._write_lock:
+                    replace_folder(staging, self._folder(name))
+                    with self._lock:
+                        self._records[name] = done
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
         except TrainingCancelled:
             with self._lock:
                 cancelled = name in self._cancel_requested
@@ -305,83 +235,13 @@ class FinetuneWorker:
 
     def _progress(self, record: JobRecord, progress: TrainingProgress) -> None:
         with self._lock:
-            record.progress, record.loss = progress.fraction, progress.loss
-            record.eta_s = progress.eta_s if math.isfinite(progress.eta_s) else None
+            record.report(progress)
             due = time.monotonic() - self._last_write >= self.write_interval_s
         if due:
             self._persist(record.name)
 
-    def _save(self, record: JobRecord, model: WhisperSegModel, result: AdaptationResult) -> None:
-        """Weights, model card and the ``done`` record staged together, renamed into place."""
-        others = model.default_segmentation_config
-        model.default_segmentation_config = {
-            FINETUNED_CONFIG_KEY: result.segmentation,
-            **{k: v for k, v in others.items() if k != FINETUNED_CONFIG_KEY},
-        }
-        staging = self._folder(f".{record.name}.{uuid.uuid4().hex}.done")
-        try:
-            model.save(staging)
-            if ct2.available() and pick_device(self.device).type == "cuda":
-                make_ct2_copy(staging)  # GPU inference decodes with it from the first request
-            with self._lock:
-                done = dataclasses.replace(
-                    record,
-                    state="done",
-                    progress=1.0,
-                    eta_s=0.0,
-                    finished=utc_timestamp(),
-                    validation=result.validation,
-                )
-            (staging / "README.md").write_text(model_card(done, result))
-            with self._write_lock:
-                write_json_atomic(staging / JOB_FILE, asdict(done))
-                replace_folder(staging, self._folder(record.name))
-                with self._lock:
-                    self._records[record.name] = done
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
 
+if __name__ == "__main__":
+    from distributed.worker import main
 
-def model_card(job: JobRecord, result: AdaptationResult) -> str:
-    """The finetuned model's README: what it learned from and how well, measured."""
-    v = result.validation
-    request = job.request
-    lines = [
-        f"# {job.name}",
-        "",
-        f"Finetuned from `{job.initial_model}` on {request.get('num_human_labels', '?')} human "
-        f"labels of {len(request.get('audio_ids', []))} recording(s), {job.finished}.",
-        "",
-        "## Validation on held-back labels",
-        "",
-        f"Before the final training on all labels, a copy trained without the last "
-        f"{v['held_out_seconds']:.1f} s of annotated time ({v['held_out_segments']} labels) was "
-        f"scored on them: segment F1 at {v['tolerance'] * 1000:.0f} ms"
-        f"{', cluster names must match' if v.get('typed') else ''}.",
-        "",
-        "| segmenter | segment F1 |",
-        "| --- | --- |",
-        f"| `{job.initial_model}`, not finetuned | {v['base_segment_f1']:.3f} |",
-        f"| `energy-threshold` | {v['energy_segment_f1']:.3f} |",
-        f"| finetuned | {v['finetuned_segment_f1']:.3f} |",
-        "",
-        f"Verdict: **{v['verdict']}**"
-        + (
-            "."
-            if v["verdict"] == "better"
-            else " than the base model or the energy threshold: label more, or use those."
-        ),
-        "",
-        "## Segmentation settings",
-        "",
-        "```json",
-        json.dumps(result.segmentation, indent=2),
-        "```",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def _finish(record: JobRecord, state: JobState, error: str | None = None) -> None:
-    """Mark a record ended (in memory; the caller persists it)."""
-    record.state, record.error, record.eta_s, record.finished = state, error, None, utc_timestamp()
+    main()

@@ -7,8 +7,8 @@ from api.json_api import ErrorStatuses
 from audio.codec import AudioDecodeError, AudioTooLarge
 from audio.url_fetch import UrlFetchError
 from audio_store import ClipTooLong, ResampleTooLarge, UnknownAudio
-from finetune_worker import UnknownJobError
 from inference.runs import UnknownRunError
+from jobs.record import JobsUnavailable, UnknownJobError
 from model_registry import ModelNameError, UnknownModelError
 from server.auth import NotAuthorized
 from spectrogram import SpecConfigError
@@ -27,4 +27,5 @@ ERROR_STATUSES: ErrorStatuses = {
     UnknownRunError: 404,
     ModelNameError: 400,
     NoTrainingData: 400,
+    JobsUnavailable: 503,
 }

@@ -14,8 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from annotations.labels import Label, label_name
 from api.json_api import ApiModel
-from finetune_worker import JobRecord, format_eta
 from inference.runs import RunStatus
+from jobs.record import JobRecord, format_eta
 from server.settings import ServerSettings
 from spectrogram import SpecConfig
 
@@ -358,6 +358,7 @@ class JobReply(Reply):
     started: str | None
     finished: str | None
     validation: ValidationReply | None = Field(description="Once measured; None before")
+    attempts: int = Field(description="Starts so far: above 1 when a lost worker's job was retried")
 
     @classmethod
     def of(cls, job: JobRecord) -> JobReply:
@@ -373,6 +374,7 @@ class JobReply(Reply):
             started=job.started,
             finished=job.finished,
             validation=job.validation,
+            attempts=job.attempts,
         )
 
 

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from annotations.labels import Label, LabelledRecording, split_cluster, training_clips  # noqa: E402
 from example_audios.make_example_song import make_song  # noqa: E402
-from finetune_worker import finetune_config  # noqa: E402
+from jobs.finetune import finetune_config  # noqa: E402
 from server.settings import ServerSettings  # noqa: E402
 from whisperseg.adaptation import adapt  # noqa: E402
 from whisperseg.datasets import find_recordings, load_recording, shared_data_dir  # noqa: E402

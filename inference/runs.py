@@ -73,6 +73,11 @@ class SegmentationRun:
         with self._lock:
             return self._state in ("done", "failed", "cancelled")
 
+    @property
+    def cancel_requested(self) -> bool:
+        with self._lock:
+            return self._cancel
+
     def status(self) -> RunStatus:
         with self._lock:
             eta = None
@@ -156,6 +161,14 @@ class RunStore:
         if run is None:
             raise UnknownRunError(f"No segmentation job {run_id!r}")
         return run
+
+    def remove(self, run: SegmentationRun) -> None:
+        """Forget a run that could not be queued; it ends cancelled for anyone holding it."""
+        with self._lock:
+            if self._by_key.get(run.key) is run:
+                del self._by_key[run.key]
+            self._by_id.pop(run.run_id, None)
+        run.cancel()
 
     def drop_audio(self, audio_id: str) -> None:
         """Forget the runs of a released channel (running ones are cancelled)."""

@@ -4,7 +4,8 @@ Both go through the same runs (``inference.runs``), so a job's labels are exactl
 get-labels answers, a repeated question is answered from the kept run, and a question
 asked while the same run is computing waits for it rather than computing it twice. A
 run nobody has started yet (queued behind another job) is taken over by the request
-that needs it now.
+that needs it now. Background runs go to a :class:`RunQueue`: a thread of this process
+(:class:`LocalRunQueue`) or Celery workers (``distributed.segmentation``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Protocol
+
+import numpy as np
 
 from audio.codec import to_float32
 from audio_store import AudioStore
@@ -25,57 +29,60 @@ log = logging.getLogger(__name__)
 # Retries when the run a request waited for was cancelled or failed under it.
 MAX_ATTEMPTS = 3
 
+Chunks = Iterator[tuple[float, list[Segment]]]
 
-class SegmentationService:
-    """Kept predictions and a one-at-a-time background queue of segmentation jobs."""
 
-    def __init__(self, audio: AudioStore, models: ModelRegistry, runs: RunStore | None = None):
-        self.audio, self.models = audio, models
-        self.runs = runs or RunStore()
+def segment_channel(
+    models: ModelRegistry,
+    model_name: str,
+    samples: np.ndarray,
+    sr: int,
+    min_frequency: float | None,
+    first_chunk: int = 0,
+) -> Chunks:
+    """(fraction done, segments) chunk by chunk from ``first_chunk``, with margins of two
+    model contexts so a call across a chunk edge is found whole."""
+    segmenter = models.segmenter(model_name, samples, sr, min_frequency)
+    margin = 2 * segmenter.context_seconds
+
+    def segment(part: np.ndarray) -> list[Segment]:
+        return segmenter.segment(to_float32(part), sr)
+
+    return segment_in_chunks(segment, samples, sr, margin, first_chunk)
+
+
+class RunQueue(Protocol):
+    """Computes queued runs in the background, in the order they were put."""
+
+    def put(self, run: SegmentationRun) -> None:
+        """Queue a new run; raises JobsUnavailable when it cannot be queued."""
+        ...
+
+    def close(self, timeout: float | None = None) -> None:
+        """Cancel the queued and running runs and stop."""
+        ...
+
+
+class LocalRunQueue:
+    """One thread of this process computing runs one at a time (the embedded mode)."""
+
+    def __init__(self, chunks: Callable[[RunKey], Chunks]):
+        self._chunks = chunks
         self._lock = threading.Condition()
         self._queue: deque[SegmentationRun] = deque()
         self._closed = False
         self._thread = threading.Thread(target=self._work, name="segmentation-jobs", daemon=True)
         self._thread.start()
 
-    def key(self, audio_id: str, model_name: str, min_frequency: float | None) -> RunKey:
-        self.audio.get(audio_id)  # UnknownAudio (404) before anything is queued
-        return RunKey(audio_id, model_name, self.models.identity(model_name), min_frequency)
-
-    def predictions(self, key: RunKey) -> list[Segment]:
-        """The segments of ``key``: kept, awaited, or computed now in this thread."""
-        for _ in range(MAX_ATTEMPTS):
-            run, _ = self.runs.claim(key)
-            mine = run.try_start()
-            status = compute(run, lambda: self._chunks(key)) if mine else run.wait()
-            if status.state == "done":
-                return status.segments
-        raise RuntimeError(f"segmentation of {key.audio_id} was interrupted {MAX_ATTEMPTS} times")
-
-    def submit(self, key: RunKey) -> RunStatus:
-        """Queue a background run of ``key``, or return the one already live or done."""
-        run, created = self.runs.claim(key)
-        if created:
-            with self._lock:
-                if self._closed:
-                    raise RuntimeError("the segmentation queue is closed")
-                self._queue.append(run)
-                self._lock.notify_all()
-        return run.status()
-
-    def status(self, run_id: str) -> RunStatus:
-        return self.runs.get(run_id).status()
-
-    def cancel(self, run_id: str) -> RunStatus:
-        run = self.runs.get(run_id)
-        run.cancel()
-        return run.status()
-
-    def drop_audio(self, audio_id: str) -> None:
-        self.runs.drop_audio(audio_id)
+    def put(self, run: SegmentationRun) -> None:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the segmentation queue is closed")
+            self._queue.append(run)
+            self._lock.notify_all()
 
     def close(self, timeout: float | None = None) -> None:
-        """Cancel queued and running jobs and stop the thread; calling it again does nothing."""
+        """Calling it again does nothing."""
         with self._lock:
             self._closed = True
             pending = list(self._queue)
@@ -99,14 +106,66 @@ class SegmentationService:
             except Exception:
                 log.exception("segmentation job %s failed", run.run_id)
 
-    def _chunks(self, key: RunKey) -> Iterator[tuple[float, list[Segment]]]:
+
+class SegmentationService:
+    """Kept predictions, computed now for get-labels or queued as segmentation jobs."""
+
+    def __init__(
+        self,
+        audio: AudioStore,
+        models: ModelRegistry,
+        runs: RunStore | None = None,
+        queue: RunQueue | None = None,
+    ):
+        self.audio, self.models = audio, models
+        self.runs = runs or RunStore()
+        self.queue = queue or LocalRunQueue(self._chunks)
+
+    def key(self, audio_id: str, model_name: str, min_frequency: float | None) -> RunKey:
+        self.audio.get(audio_id)  # UnknownAudio (404) before anything is queued
+        return RunKey(audio_id, model_name, self.models.identity(model_name), min_frequency)
+
+    def predictions(self, key: RunKey) -> list[Segment]:
+        """The segments of ``key``: kept, awaited, or computed now in this thread."""
+        for _ in range(MAX_ATTEMPTS):
+            run, _ = self.runs.claim(key)
+            mine = run.try_start()
+            status = compute(run, lambda: self._chunks(key)) if mine else run.wait()
+            if status.state == "done":
+                return status.segments
+        raise RuntimeError(f"segmentation of {key.audio_id} was interrupted {MAX_ATTEMPTS} times")
+
+    def submit(self, key: RunKey) -> RunStatus:
+        """Queue a background run of ``key``, or return the one already live or done.
+
+        A run the queue refuses (JobsUnavailable) is forgotten: no half-made job is left.
+        """
+        run, created = self.runs.claim(key)
+        if created:
+            try:
+                self.queue.put(run)
+            except BaseException:
+                self.runs.remove(run)
+                raise
+        return run.status()
+
+    def status(self, run_id: str) -> RunStatus:
+        return self.runs.get(run_id).status()
+
+    def cancel(self, run_id: str) -> RunStatus:
+        run = self.runs.get(run_id)
+        run.cancel()
+        return run.status()
+
+    def drop_audio(self, audio_id: str) -> None:
+        self.runs.drop_audio(audio_id)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Cancel queued and running jobs and stop; calling it again does nothing."""
+        self.queue.close(timeout)
+
+    def _chunks(self, key: RunKey) -> Chunks:
         channel = self.audio.get(key.audio_id)
-        segmenter = self.models.segmenter(
-            key.model_name, channel.samples, channel.sample_rate, key.min_frequency
+        return segment_channel(
+            self.models, key.model_name, channel.samples, channel.sample_rate, key.min_frequency
         )
-        margin = 2 * segmenter.context_seconds
-
-        def segment(samples) -> list[Segment]:
-            return segmenter.segment(to_float32(samples), channel.sample_rate)
-
-        return segment_in_chunks(segment, channel.samples, channel.sample_rate, margin)

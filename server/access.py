@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from finetune_worker import FinetuneWorker, JobRecord, UnknownJobError
+from jobs.record import FinetuneJobs, JobRecord, UnknownJobError
 from model_registry import ModelInfo, ModelRegistry, UnknownModelError
 from server.auth import Right, TokenAuth
 
@@ -19,7 +19,7 @@ class ModelAccess:
 
     auth: TokenAuth
     models: ModelRegistry
-    training: FinetuneWorker
+    training: FinetuneJobs
 
     def user(self, token: str | None, right: Right = "inference") -> str | None:
         """The user a token acts for; raises NotAuthorized (403)."""

@@ -18,6 +18,8 @@ from pydantic_settings import BaseSettings, CliSettingsSource, SettingsConfigDic
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 ENV_PREFIX = "WHISPERSEG_"
+# Short flags for long field names (the variable keeps the field's name).
+FLAG_ALIASES = {"--broker": "--broker-url"}
 
 
 class SettingsError(ValueError):
@@ -56,6 +58,9 @@ class ServerSettings(BaseSettings):
     auth_tokens_file: Path | None = None
     max_loaded_models: int = 2
     finetune_max_steps: int = 150
+    # Distributed mode (flag --broker or --broker-url): finetuning and segmentation jobs go to
+    # Celery workers through this Redis broker (e.g. redis://127.0.0.1:6379/0).
+    broker_url: str | None = None
 
     @property
     def max_upload_bytes(self) -> int:
@@ -76,12 +81,17 @@ class ServerSettings(BaseSettings):
     @classmethod
     def from_args(cls, argv: Sequence[str] | None = None) -> ServerSettings:
         """Flags override environment variables, which override defaults."""
-        args = sys.argv[1:] if argv is None else list(argv)
+        args = [_unalias(arg) for arg in (sys.argv[1:] if argv is None else argv)]
         source = CliSettingsSource(cls)
         try:
             return cls(_cli_settings_source=source(args=args))
         except ValidationError as exc:
             raise SettingsError(_message(exc, lambda f: "--" + f.replace("_", "-"))) from None
+
+
+def _unalias(arg: str) -> str:
+    flag, equals, value = arg.partition("=")
+    return FLAG_ALIASES.get(flag, flag) + equals + value
 
 
 def _message(error: ValidationError, source_name: Callable[[str], str]) -> str:

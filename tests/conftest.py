@@ -18,6 +18,7 @@ from flask.testing import FlaskClient
 from hypothesis import HealthCheck, settings
 
 from backend import create_app
+from bench.local_cluster import RedisServer, Workers
 from server.settings import ServerSettings
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -83,6 +84,50 @@ def make_app(tmp_path: Path) -> Iterator[Callable[..., Flask]]:
 @pytest.fixture
 def app(make_app: Callable[..., Flask]) -> Flask:
     return make_app()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A Redis server of this test's own (free port, append-only file under tmp_path)."""
+    server = RedisServer(tmp_path / "redis")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def workers(redis_server: RedisServer, tmp_path: Path) -> Iterator[Workers]:
+    """Celery workers on the folders ``make_app`` gives the server; none started yet."""
+    group = Workers(redis_server.url, tmp_path / "models", tmp_path / "data", tmp_path / "logs")
+    yield group
+    group.stop_all()
+    print(group.logs_tail())  # shown when the test failed
+
+
+@pytest.fixture(params=["embedded", pytest.param("distributed", marks=pytest.mark.slow)])
+def job_mode(request: pytest.FixtureRequest) -> str:
+    """Job tests run twice: jobs in the server's threads, and on a Celery worker."""
+    return request.param
+
+
+@pytest.fixture
+def make_jobs_app(
+    make_app: Callable[..., Flask], job_mode: str, request: pytest.FixtureRequest
+) -> Callable[..., Flask]:
+    """``make_app`` in the test's job mode: distributed, with Redis and one worker."""
+    if job_mode == "embedded":
+        return make_app
+    group: Workers = request.getfixturevalue("workers")
+    group.start(1)
+
+    def build(**overrides) -> Flask:
+        return make_app(broker_url=group.broker_url, **overrides)
+
+    return build
+
+
+@pytest.fixture
+def jobs_client(make_jobs_app: Callable[..., Flask]) -> FlaskClient:
+    return make_jobs_app().test_client()
 
 
 @pytest.fixture

@@ -52,13 +52,15 @@ def segment_in_chunks(
     audio: np.ndarray,
     sr: int,
     margin_s: float,
+    first_chunk: int = 0,
 ) -> Iterator[tuple[float, list[Segment]]]:
     """(fraction of the recording done, the chunk's segments in recording seconds), in order.
 
-    ``segment`` turns a stretch of ``audio`` into segments in seconds from its start.
+    ``segment`` turns a stretch of ``audio`` into segments in seconds from its start;
+    ``first_chunk`` resumes after the chunks a lost worker already reported.
     """
     chunks = plan_chunks(len(audio), sr, margin_s)
-    for chunk in chunks:
+    for chunk in chunks[first_chunk:]:
         offset = chunk.read_start / sr
         found = segment(audio[chunk.read_start : chunk.read_end])
         shifted = [s.shifted(offset) for s in found]

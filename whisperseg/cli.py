@@ -1,4 +1,5 @@
-"""``python -m whisperseg segment|evaluate|train|convert|pull``: the engine without a server."""
+"""``python -m whisperseg segment|segment-corpus|evaluate|train|convert|pull``: the engine
+without a server."""
 
 from __future__ import annotations
 
@@ -41,45 +42,61 @@ def _convert(args: argparse.Namespace) -> None:
     print(out)
 
 
-def _load_segmenter_model(name: str, device: str | None, backend: str = "auto"):
-    from whisperseg.model import WhisperSegModel
-
-    return WhisperSegModel.load(name, device=device, quantize=True, backend=backend)
-
-
-def _segment(args: argparse.Namespace) -> None:
-    import librosa
-    import pandas as pd
-
-    from whisperseg.segmentation import config_for_species, segment_recording
-
-    model = _load_segmenter_model(args.model, args.device, args.backend)
-    config = config_for_species(args.species, model)
-    overrides = {
+def _overrides(args: argparse.Namespace) -> dict:
+    return {
         "spec_time_step": args.spec_time_step,
         "min_frequency": args.min_frequency,
         "num_trials": args.num_trials,
         "sr": args.sr,
     }
-    config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _segment(args: argparse.Namespace) -> None:
+    from whisperseg.files import (
+        load_model,
+        rows_text,
+        segment_file,
+        segment_rows,
+        segmentation_config,
+    )
+
+    model = load_model(args.model, args.device, args.backend)
+    config = segmentation_config(model, args.species, _overrides(args))
     rows = []
     for path in args.audio:
-        audio, sr = librosa.load(path, sr=None, mono=True)
         with tqdm(total=1.0, desc=Path(path).name, unit="file", bar_format="{l_bar}{bar}") as bar:
 
             def report(fraction: float, bar=bar) -> None:
                 bar.n = fraction
                 bar.refresh()
 
-            segments = segment_recording(model, audio, sr, config, args.species, report)
-        rows += [{"file": str(path), **asdict(s)} for s in segments]
-    columns = ["file", "onset", "offset", "cluster", "confidence"]
-    text = (
-        json.dumps(rows, indent=2)
-        if args.format == "json"
-        else pd.DataFrame(rows, columns=columns).to_csv(index=False)
+            segments, _ = segment_file(model, path, config, args.species, report)
+        rows += segment_rows(str(path), segments)
+    _write(rows_text(rows, args.format), args.out)
+
+
+def _segment_corpus(args: argparse.Namespace) -> None:
+    from corpus.files import CorpusFile
+    from corpus.run import segment_corpus
+
+    template = CorpusFile(
+        root=str(Path(args.corpus).resolve()),
+        relative="",
+        out=str(Path(args.out).resolve()),
+        model=str(Path(args.model).resolve()),
+        format=args.format,
+        species=args.species,
+        overrides=_overrides(args),
     )
-    _write(text, args.out)
+    from jobs.record import JobsUnavailable
+
+    try:
+        summary = segment_corpus(template, args.broker, args.device)
+    except JobsUnavailable as exc:
+        sys.exit(f"error: {exc}")
+    print(summary.text())
+    if summary.failed:
+        sys.exit(1)
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -95,9 +112,9 @@ def _evaluate(args: argparse.Namespace) -> None:
         def segmenter(recording):
             return energy_segments(recording.audio, recording.sr)
     else:
-        segmenter = whisperseg_segmenter(
-            _load_segmenter_model(args.model, args.device), args.num_trials
-        )
+        from whisperseg.files import load_model
+
+        segmenter = whisperseg_segmenter(load_model(args.model, args.device), args.num_trials)
     with tqdm(total=len(paths), desc="evaluating", unit="file") as bar:
         report = evaluate(segmenter, paths, args.tolerance, progress=lambda _: bar.update(1))
     result = {**asdict(report), "real_time_factor": report.real_time_factor}
@@ -118,6 +135,16 @@ def _write(text: str, out: str | None) -> None:
         Path(out).write_text(text)
     else:
         print(text)
+
+
+def _segmentation_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="model folder")
+    parser.add_argument("--species", help="species defaults to use (e.g. zebra_finch, mouse)")
+    parser.add_argument("--spec-time-step", type=float, help="seconds per spectrogram column")
+    parser.add_argument("--min-frequency", type=float)
+    parser.add_argument("--sr", type=int, help="resample to this rate first")
+    parser.add_argument("--num-trials", type=int)
+    parser.add_argument("--device", help="cpu, cuda, cuda:1 (default: GPU if present)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -145,15 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     segment = commands.add_parser("segment", help="segment recordings, write CSV or JSON")
     segment.add_argument("audio", nargs="+", help="audio files (WAV, MP3, FLAC, OGG)")
-    segment.add_argument("--model", required=True, help="model folder")
-    segment.add_argument("--species", help="species defaults to use (e.g. zebra_finch, mouse)")
-    segment.add_argument("--spec-time-step", type=float, help="seconds per spectrogram column")
-    segment.add_argument("--min-frequency", type=float)
-    segment.add_argument("--sr", type=int, help="resample to this rate first")
-    segment.add_argument("--num-trials", type=int)
+    _segmentation_options(segment)
     segment.add_argument("--format", choices=["csv", "json"], default="csv")
     segment.add_argument("--out", help="output file (default: standard output)")
-    segment.add_argument("--device", help="cpu, cuda, cuda:1 (default: GPU if present)")
     segment.add_argument(
         "--backend",
         choices=["auto", "torch", "ct2"],
@@ -162,6 +183,20 @@ def build_parser() -> argparse.ArgumentParser:
         "ct2 converts the model first if needed",
     )
     segment.set_defaults(run=_segment)
+
+    corpus = commands.add_parser(
+        "segment-corpus",
+        help="segment every recording of a folder, one output each; resumable",
+        description="One output per recording under OUT (a/b.wav -> OUT/a/b.csv); files "
+        "whose output exists are skipped, so an interrupted run resumes where it stopped. "
+        "With --broker each file is a task for the workers (python finetune_worker.py).",
+    )
+    corpus.add_argument("corpus", help="folder of recordings (searched recursively)")
+    _segmentation_options(corpus)
+    corpus.add_argument("--out", required=True, help="output folder")
+    corpus.add_argument("--format", choices=["csv", "raven", "json"], default="csv")
+    corpus.add_argument("--broker", help="Redis URL of the workers' broker (default: here)")
+    corpus.set_defaults(run=_segment_corpus)
 
     evaluate = commands.add_parser("evaluate", help="segment F1 and frame F1 on annotated data")
     evaluate.add_argument("--model", required=True, help="model folder or energy-threshold")

@@ -152,7 +152,8 @@ def test_cancel_a_running_job(
     assert get_labels(client, long_song)
 
 
-def test_unknown_jobs_and_audio_are_404(client: FlaskClient) -> None:
+def test_unknown_jobs_and_audio_are_404(jobs_client: FlaskClient) -> None:
+    client = jobs_client
     assert client.get("/segmentation-jobs/nope").status_code == 404
     assert client.post("/segmentation-jobs/nope/cancel").status_code == 404
     reply = client.post("/segmentation-jobs", json={"audio_id": "gone", "model_name": ENERGY})
@@ -161,7 +162,8 @@ def test_unknown_jobs_and_audio_are_404(client: FlaskClient) -> None:
     assert reply.status_code == 404
 
 
-def test_releasing_the_audio_drops_its_predictions(client: FlaskClient) -> None:
+def test_releasing_the_audio_drops_its_predictions(jobs_client: FlaskClient) -> None:
+    client = jobs_client
     audio_id = upload_song(client, 10.0)
     get_labels(client, audio_id)
     kept = client.post("/segmentation-jobs", json={"audio_id": audio_id, "model_name": ENERGY})
@@ -213,9 +215,10 @@ def test_a_three_hour_recording_uploads_and_browses_within_the_budget(
 
 @pytest.mark.slow
 def test_a_model_segments_a_long_song_in_chunks_as_well_as_in_one_piece(
-    client: FlaskClient,
+    jobs_client: FlaskClient,
 ) -> None:
     """Three minutes of song take two chunks; calls across the chunk edge are found once."""
+    client = jobs_client
     audio, truth = make_song(seed=9, duration=180.0)
     audio_id = upload(client, audio_bytes(audio, 32000)).json["channels"][0]["audio_id"]
     request = {"audio_id": audio_id, "model_name": "whisperseg-tiny"}

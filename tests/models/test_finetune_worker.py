@@ -15,16 +15,11 @@ import torch
 
 import finetune_worker
 from annotations.labels import Label, LabelledRecording, training_clips
-from finetune_worker import (
-    FINETUNED_CONFIG_KEY,
-    INTERRUPTED,
-    FinetuneWorker,
-    JobRecord,
-    UnknownJobError,
-    format_eta,
-)
+from finetune_worker import FinetuneWorker
+from jobs.record import INTERRUPTED, JobRecord, UnknownJobError, format_eta
 from model_registry import (
     ENERGY_MODEL,
+    FINETUNED_CONFIG_KEY,
     JOB_FILE,
     ModelNameError,
     ModelRegistry,

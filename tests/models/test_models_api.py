@@ -167,8 +167,9 @@ def test_get_labels_refuses_unknown_models_audio_and_bad_areas(client: FlaskClie
 
 
 def test_finetune_refuses_bad_requests_and_changes_nothing(
-    client: FlaskClient, shared_data: Path, tmp_path: Path
+    jobs_client: FlaskClient, shared_data: Path, tmp_path: Path
 ) -> None:
+    client = jobs_client
     audio_id = upload_file(client, shared_data / HELD_OUT_ADULT)
     good = {
         "audio_id": audio_id,
@@ -222,8 +223,9 @@ def _song_request(audio_id: str, segments: list[Segment], name: str, until: floa
 
 
 def test_finetune_on_several_recordings_refuses_bad_ones_and_changes_nothing(
-    client: FlaskClient, tmp_path: Path
+    jobs_client: FlaskClient, tmp_path: Path
 ) -> None:
+    client = jobs_client
     audio_id, truth = upload_song(client, seed=3, duration=4.0)
     good = {"audio_id": audio_id, **_labelled_part(truth, 0.0, 4.0)}
     before = sorted(p.name for p in (tmp_path / "models").iterdir())
@@ -239,6 +241,36 @@ def test_finetune_on_several_recordings_refuses_bad_ones_and_changes_nothing(
         assert reply.status_code == status, (change, reply.get_json())
         assert message in reply.get_json()["error"], (change, reply.get_json())
     assert sorted(p.name for p in (tmp_path / "models").iterdir()) == before
+
+
+@pytest.mark.slow
+def test_a_job_reports_progress_eta_and_validation_then_its_model_is_ready(
+    make_jobs_app: Callable[..., Flask], tmp_path: Path
+) -> None:
+    client = make_jobs_app(finetune_max_steps=9).test_client()
+    audio_id, truth = upload_song(client, seed=6, duration=10.0)
+    reply = client.post("/finetune-whisperseg", json=_song_request(audio_id, truth, "short", 10.0))
+    assert reply.status_code == 201 and reply.get_json() == {"message": "Training"}
+    seen = []
+
+    def finished() -> bool:
+        seen.append(client.get("/training-jobs/short").get_json())
+        return seen[-1]["state"] not in ("queued", "training")
+
+    wait_for(finished, timeout=300, what="the job")
+    done = seen[-1]
+    assert done["state"] == "done", done
+    assert (done["progress"], done["eta"], done["attempts"]) == (1.0, "00:00:00", 1)
+    assert set(done["validation"]) >= {"base_segment_f1", "finetuned_segment_f1", "verdict"}
+    training = [s for s in seen if s["state"] == "training"]
+    assert [s["progress"] for s in training] == sorted(s["progress"] for s in training)
+    assert any(s["eta"] != "--:--:--" for s in training), seen
+    assert "short" in model_names(client, "/list-models-available-for-inference")
+    assert client.get("/training-jobs").get_json()["jobs"][-1]["model_name"] == "short"
+    on_disk = json.loads((tmp_path / "models" / "short" / "job.json").read_text())
+    assert (on_disk["state"], on_disk["attempts"]) == ("done", 1)
+    labels = client.post("/get-labels", json={"audio_id": audio_id, "model_name": "short"})
+    assert labels.status_code == 201
 
 
 def _labelled_part(truth: list[Segment], start: float, end: float) -> dict:
@@ -463,8 +495,10 @@ def test_finetuning_on_a_real_canary_recording(
 
 
 @pytest.mark.slow
-def test_cancel_a_job_and_reuse_its_name(make_app: Callable[..., Flask], tmp_path: Path) -> None:
-    client = make_app(finetune_max_steps=5000).test_client()
+def test_cancel_a_job_and_reuse_its_name(
+    make_jobs_app: Callable[..., Flask], tmp_path: Path
+) -> None:
+    client = make_jobs_app(finetune_max_steps=5000).test_client()
     audio_id, truth = upload_song(client, seed=2, duration=10.0)
     request = _song_request(audio_id, truth, "to-cancel", 10.0)
     assert client.post("/finetune-whisperseg", json=request).status_code == 201
@@ -482,13 +516,13 @@ def test_cancel_a_job_and_reuse_its_name(make_app: Callable[..., Flask], tmp_pat
 
 @pytest.mark.slow
 def test_a_failing_job_is_reported_and_the_next_one_still_runs(
-    make_app: Callable[..., Flask], tmp_path: Path
+    make_jobs_app: Callable[..., Flask], tmp_path: Path
 ) -> None:
     broken = tmp_path / "models" / "broken"
     broken.mkdir(parents=True)
     (broken / "config.json").write_text(json.dumps({"model_type": "whisper"}))
     (broken / "model.safetensors").write_bytes(b"not a model")
-    client = make_app(finetune_max_steps=3).test_client()
+    client = make_jobs_app(finetune_max_steps=3).test_client()
     audio_id, truth = upload_song(client, seed=4, duration=6.0)
     bad = {**_song_request(audio_id, truth, "from-broken", 6.0), "inital_model_name": "broken"}
     assert client.post("/finetune-whisperseg", json=bad).status_code == 201
@@ -503,7 +537,7 @@ def test_a_failing_job_is_reported_and_the_next_one_still_runs(
 
 @pytest.mark.slow
 def test_with_tokens_users_see_shipped_models_and_their_own(
-    make_app: Callable[..., Flask], tmp_path: Path
+    make_jobs_app: Callable[..., Flask], tmp_path: Path
 ) -> None:
     tokens = tmp_path / "tokens.json"
     tokens.write_text(
@@ -516,7 +550,7 @@ def test_with_tokens_users_see_shipped_models_and_their_own(
             }
         )
     )
-    client = make_app(auth_tokens_file=tokens, finetune_max_steps=2).test_client()
+    client = make_jobs_app(auth_tokens_file=tokens, finetune_max_steps=2).test_client()
     assert client.post("/whisperseg-auth", json={"token": "alice-token"}).get_json() == {
         "success": True
     }

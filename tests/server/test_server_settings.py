@@ -80,3 +80,12 @@ def test_gunicorn_factory_reads_the_environment(tmp_path, monkeypatch):
         assert app.test_client().get("/get-status").json == {"response": "success"}
     finally:
         app.extensions["whisperseg"].close()
+
+
+def test_a_broker_switches_on_the_distributed_mode(monkeypatch):
+    assert ServerSettings().broker_url is None  # embedded: jobs in the server's threads
+    monkeypatch.setenv("WHISPERSEG_BROKER_URL", "redis://10.0.0.5:6379/0")
+    assert ServerSettings.from_env().broker_url == "redis://10.0.0.5:6379/0"
+    for argv in (["--broker", "redis://a:6379/1"], ["--broker=redis://a:6379/1"]):
+        assert ServerSettings.from_args(argv).broker_url == "redis://a:6379/1"
+    assert ServerSettings.from_args(["--broker-url", "redis://b"]).broker_url == "redis://b"

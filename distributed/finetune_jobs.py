@@ -1,0 +1,108 @@
+"""Finetuning jobs as Celery tasks: the server's side of the distributed mode.
+
+The server validates a request, writes the clips to the shared audio folder, creates
+the job's folder with its ``job.json`` (state ``queued``) and sends the task; a broker
+that is down makes the submit fail with JobsUnavailable (503) and leaves no folder. From
+then on the worker writes the record (``distributed.tasks``) and the server reads it:
+job lists come from the models folder, whichever process changed it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+from distributed.app import FINETUNE_TASK
+from distributed.broker import Broker
+from distributed.messages import config_to_message, example_to_message
+from jobs.finetune import FINETUNE_DEFAULTS, create_job_folder
+from jobs.record import JobRecord, UnknownJobError
+from model_registry import JOB_FILE, ModelRegistry, read_job
+from server.durable import write_json_atomic
+from whisperseg.adaptation import AdaptationConfig
+from whisperseg.training import TrainingExample
+
+# A finished model replaces the job's folder in two renames; a read falling between them
+# finds no folder and looks again.
+REREAD_DELAYS_S = (0.01, 0.05, 0.2)
+
+
+class CeleryFinetuneJobs:
+    """Submits finetuning jobs to the broker and reports them from their ``job.json``."""
+
+    def __init__(self, registry: ModelRegistry, broker: Broker, audio_dir: Path):
+        self.registry, self.broker, self.audio_dir = registry, broker, audio_dir
+        self._submitting = threading.Lock()  # one name check and folder creation at a time
+        registry.models_dir.mkdir(parents=True, exist_ok=True)
+
+    def submit(
+        self,
+        name: str,
+        initial_model: str,
+        examples: Sequence[TrainingExample],
+        owner: str | None = None,
+        request: dict | None = None,
+        config: AdaptationConfig | None = None,
+    ) -> JobRecord:
+        """Queue a job; raises ModelNameError, UnknownModelError, JobsUnavailable."""
+        record = JobRecord.new(name, initial_model, owner, request)
+        record.task_id = f"finetune-{name}-{uuid.uuid4().hex}"
+        with self._submitting:
+            self.registry.validate_new_name(name)
+            self.registry.whisperseg_folder(initial_model)
+            message = {
+                "name": name,
+                "examples": [example_to_message(self.audio_dir, e) for e in examples],
+                "config": config_to_message(config or FINETUNE_DEFAULTS),
+            }
+            create_job_folder(self.registry.models_dir, record)
+            try:
+                queue = self.broker.queue_for(wants_gpu=True)
+                self.broker.send(FINETUNE_TASK, message, queue, task_id=record.task_id)
+            except BaseException:
+                shutil.rmtree(self.registry.models_dir / name, ignore_errors=True)
+                raise
+        return record
+
+    def cancel(self, name: str) -> JobRecord:
+        """Flag the job for its worker; a queued one is also marked cancelled now."""
+        record = self.job(name)
+        if record is None or not record.active:
+            raise UnknownJobError(f"no queued or running job named {name!r}")
+        queued = record.state == "queued"
+        self.broker.cancel(record.task_id or name, revoke=queued)
+        if queued:
+            record.finish("cancelled")
+            write_json_atomic(self.registry.models_dir / name / JOB_FILE, asdict(record))
+        return dataclasses.replace(record)
+
+    def jobs(self) -> list[JobRecord]:
+        records = [self._record(folder) for folder in self.registry.folders()]
+        return sorted((r for r in records if r is not None), key=lambda r: r.created)
+
+    def job(self, name: str) -> JobRecord | None:
+        folder = self.registry.models_dir / name
+        for delay in REREAD_DELAYS_S:
+            record = self._record(folder)
+            if record is not None or not any(self._staged(name)):
+                return record
+            time.sleep(delay)
+        return self._record(folder)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Jobs belong to the workers: closing the server leaves them running."""
+        self.broker.close()
+
+    def _staged(self, name: str):
+        return self.registry.models_dir.glob(f".{name}.*")
+
+    @staticmethod
+    def _record(folder: Path) -> JobRecord | None:
+        values = read_job(folder)
+        return JobRecord.from_dict(folder.name, values) if values else None

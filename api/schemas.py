@@ -330,7 +330,8 @@ class LabelsReply(Reply):
 
 class ValidationReply(Reply):
     """Segment F1 on the human labels a job held back from training (the last fifth of the
-    annotated time), for the base model, the finetuned one and the energy threshold."""
+    labels, with the annotated time after them), for the base model, the finetuned one and
+    the energy threshold."""
 
     model_config = ConfigDict(extra="ignore")  # job.json may hold more figures
 

@@ -1,8 +1,8 @@
 """Teach a model a new species from seconds of labels, and say honestly how well it did.
 
-``adapt`` holds back the last fifth of the annotated time, finetunes a copy of the
-base model on the rest, scores the base model, the finetuned one and the
-energy-threshold baseline on the held-back labels, then goes on training the same
+``adapt`` holds back the last fifth of the labels (with the annotated time after them),
+finetunes a copy of the base model on the rest, scores the base model, the finetuned
+one and the energy-threshold baseline on the held-back labels, then goes on training the same
 model on all labels (a warm start: the validation figures describe the model before
 it saw the held-back part). Progress covers both trainings and the scoring, so an
 ETA computed from it is honest.

@@ -1,8 +1,8 @@
 """Hold back part of a person's labels, and learn from the rest what a segment can be.
 
 Labelled clips arrive in the order they were annotated. The last fraction of the
-annotated time is held back (cut in a silent gap, so no label is split) to score
-a finetuned model on labels it never trained on.
+labels is held back (cut in the gap before them, so no label is split), with the
+annotated time after them, to score a finetuned model on labels it never trained on.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from whisperseg.segment import Segment
 from whisperseg.training import TrainingExample
 
 
@@ -27,23 +26,31 @@ def _slice(example: TrainingExample, start: float, end: float) -> TrainingExampl
     return replace(example, audio=example.audio[lo:hi], segments=segments)
 
 
-def _quiet_cut(segments: Sequence[Segment], at: float, duration: float) -> float:
-    """The time nearest ``at`` that lies outside every label (``at`` itself if inside none)."""
-    candidates = [at]
-    for s in segments:
-        if s.onset < at < s.offset:
-            candidates = [s.onset, s.offset]
-            break
-    inside = [t for t in candidates if 0 < t < duration]
-    return min(inside or [at], key=lambda t: abs(t - at))
+def _cut_before_last_labels(examples: Sequence[TrainingExample], fraction: float) -> float:
+    """A time (seconds into the clips laid end to end) with the last ``fraction`` of the
+    labels after it, in the gap before the first of them.
+
+    Cut by labels, not by time: annotated areas often end in silence (a recording's quiet
+    tail), and a held-back part without labels would score every model 1.0.
+    """
+    labels, start = [], 0.0
+    for example in examples:
+        labels += sorted((start + s.onset, start + s.offset) for s in example.segments)
+        start += example.duration
+    held = max(1, round(fraction * len(labels)))
+    if held >= len(labels):
+        return start * (1.0 - fraction)
+    previous_end = max(offset for _, offset in labels[:-held])
+    first_onset = labels[-held][0]
+    return (previous_end + first_onset) / 2 if first_onset > previous_end else first_onset
 
 
 def split_examples(
     examples: Sequence[TrainingExample], fraction: float
 ) -> tuple[list[TrainingExample], list[TrainingExample]]:
-    """(kept, held back): the last ``fraction`` of the annotated time is held back."""
-    total = sum(e.duration for e in examples)
-    cut = total * (1.0 - fraction)
+    """(kept, held back): the last ``fraction`` of the labels, and the annotated time
+    from the gap before them on, are held back."""
+    cut = _cut_before_last_labels(examples, fraction)
     kept: list[TrainingExample] = []
     held: list[TrainingExample] = []
     start = 0.0
@@ -54,9 +61,8 @@ def split_examples(
         elif start >= cut:
             held.append(example)
         else:
-            at = _quiet_cut(example.segments, cut - start, example.duration)
-            kept.append(_slice(example, 0.0, at))
-            held.append(_slice(example, at, example.duration))
+            kept.append(_slice(example, 0.0, cut - start))
+            held.append(_slice(example, cut - start, example.duration))
         start = end
     return [e for e in kept if e.duration > 0], [e for e in held if e.duration > 0]
 

@@ -10,7 +10,9 @@ detectors play ultrasound slowed down: nothing is lost, the whole band is kept) 
 the hop is the known one that makes the median labelled segment closest to
 ``COLUMNS_PER_SEGMENT`` columns. Calls far longer than any the model knows (mouse
 ultrasound: 11,000 samples at 250 kHz, 140 columns at the coarsest known hop) get a
-hop of their own instead, so they too look about 30 columns long.
+hop of their own instead, as near the known ones as keeps them within
+``MAX_COLUMN_RATIO`` of that length (measured: mouse calls shown 30 columns long are
+learned worse than at 50-70, where a 16 kHz mammal's calls are learned best).
 """
 
 from __future__ import annotations
@@ -80,7 +82,8 @@ def choose_view(
 
     Ties go to the declared rate nearest ``sr`` (least change of speed and pitch). When
     even the closest is more than ``MAX_COLUMN_RATIO`` off, its declared rate is kept
-    and the hop is made to fit (at most one FFT long, so no sample goes unseen).
+    and the hop moved just enough to bring the median within that ratio (at most one
+    FFT long, so no sample goes unseen).
     """
     if len(durations) == 0:
         raise ValueError("need at least one labelled segment to choose a view")
@@ -91,8 +94,9 @@ def choose_view(
         return abs(math.log(median_samples / hop / columns)), abs(math.log(rate / sr))
 
     rate, hop = min(views, key=distance)
-    if distance((rate, hop))[0] > math.log(MAX_COLUMN_RATIO):
-        hop = min(max(1, round(median_samples / columns)), n_fft_for_rate(rate))
+    fitting = min(max(median_samples / hop, columns / MAX_COLUMN_RATIO), columns * MAX_COLUMN_RATIO)
+    if fitting != median_samples / hop:
+        hop = min(max(1, round(median_samples / fitting)), n_fft_for_rate(rate))
     return View(sr, rate, hop)
 
 

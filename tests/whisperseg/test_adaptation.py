@@ -57,10 +57,12 @@ def test_the_view_puts_the_median_segment_near_thirty_columns() -> None:
     assert choose_view(400000, [0.004], SHIPPED_VIEWS) == View(400000, 32000, 80)
     # 25 ms canary syllables at 32 kHz: the 1 ms view, as the shipped model was trained.
     assert choose_view(32000, [0.02, 0.025, 0.03], SHIPPED_VIEWS).hop == 32
-    # 45 ms mouse calls at 250 kHz: 140 columns even of 80, so a hop of their own.
-    assert choose_view(250000, [0.045], SHIPPED_VIEWS) == View(250000, 32000, 375)
-    # 2 s calls at 16 kHz: the hop stops at one FFT (512 samples at 32 kHz), 62 columns.
-    assert choose_view(16000, [2.0], SHIPPED_VIEWS) == View(16000, 32000, 512)
+    # 45 ms mouse calls at 250 kHz: 140 columns even of 80, so a hop of their own: 60.
+    assert choose_view(250000, [0.045], SHIPPED_VIEWS) == View(250000, 32000, 188)
+    # 340 ms calls at 16 kHz: 68 columns of 80, so 60 columns of 91.
+    assert choose_view(16000, [0.34], SHIPPED_VIEWS) == View(16000, 32000, 91)
+    # 4 s calls at 16 kHz: the hop stops at one FFT (512 samples at 32 kHz), 125 columns.
+    assert choose_view(16000, [4.0], SHIPPED_VIEWS) == View(16000, 32000, 512)
     with pytest.raises(ValueError):
         choose_view(32000, [], SHIPPED_VIEWS)
 
@@ -108,7 +110,7 @@ def test_gaps_finer_than_a_time_token_are_not_joined() -> None:
     assert segmentation_settings(view, calls, 0.0, 3, False).min_gap == 0.0
 
 
-def test_the_last_fifth_is_held_back_cut_in_a_gap() -> None:
+def test_the_last_fifth_of_the_labels_is_held_back_cut_in_a_gap() -> None:
     first, second = _example(seconds=6.0, seed=1), _example(seconds=4.0, seed=2)
     kept, held = split_examples([first, second], 0.2)
     assert sum(e.duration for e in kept) + sum(e.duration for e in held) == pytest.approx(10.0)
@@ -116,6 +118,17 @@ def test_the_last_fifth_is_held_back_cut_in_a_gap() -> None:
     cut = kept[1].duration
     assert all(s.offset <= cut or s.onset >= cut for s in second.segments)
     assert len(kept[1].segments) + len(held[0].segments) == len(second.segments)
+    total = len(first.segments) + len(second.segments)
+    assert len(held[0].segments) == round(0.2 * total)
+
+
+def test_a_quiet_tail_does_not_leave_the_held_back_part_without_labels() -> None:
+    calls = _example(seconds=4.0, seed=3)
+    quiet = np.zeros(round(6.0 * calls.sr), np.float32)  # 6 s of nothing after the calls
+    padded = TrainingExample(np.concatenate([calls.audio, quiet]), calls.sr, calls.segments, 0.0)
+    kept, held = split_examples([padded], 0.2)
+    assert len(held[0].segments) == round(0.2 * len(calls.segments)) > 0
+    assert held[0].duration > 6.0 and kept[0].segments
 
 
 def test_label_stats_leave_out_labels_cut_by_a_clip_edge() -> None:

@@ -229,7 +229,7 @@ def main() -> None:
         "--label-time-step", action="store_true", help="native rate, step = median / 25 (old)"
     )
     parser.add_argument("--save-to", type=Path, help="keep each finetuned model in this folder")
-    parser.add_argument("--base-steps", type=int, default=600, help="canary-free base model")
+    parser.add_argument("--base-steps", type=int, default=300, help="canary-free base model")
     args = parser.parse_args()
     config = AdaptationConfig()
     training = config.training

@@ -3,7 +3,9 @@
 Prints segment F1 (10 ms tolerance) and frame F1 per held-out group for the model and
 for the classical energy/threshold segmenter, the model's real-time factor, and draws
 one held-out recording's spectrogram with the human (top track) and the predicted
-(bottom track) segments under it.
+(bottom track) segments under it. Then the species the shipped model never heard
+(Bengalese finch, mouse ultrasound), segmented as ``/get-labels`` does when no species
+is given (settings read off the audio), at each data set's own tolerance.
 
     python bench/model_quality.py [--model models/whisperseg-tiny] [--num-trials 3]
 """
@@ -22,6 +24,7 @@ from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from model_registry import EnergySegmenter, recording_config  # noqa: E402
 from spectrogram import compute_db, render_jpeg_base64, resolve_config  # noqa: E402
 from whisperseg.datasets import (  # noqa: E402
     AnnotatedRecording,
@@ -31,12 +34,15 @@ from whisperseg.datasets import (  # noqa: E402
     split_recordings,
 )
 from whisperseg.energy import energy_segments  # noqa: E402
-from whisperseg.evaluation import evaluate, whisperseg_segmenter  # noqa: E402
+from whisperseg.evaluation import RecordingSegmenter, evaluate, whisperseg_segmenter  # noqa: E402
 from whisperseg.model import WhisperSegModel  # noqa: E402
 from whisperseg.segment import Segment  # noqa: E402
+from whisperseg.segmentation import segment_recording  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parents[1]
 TRACK_HEIGHT = 24
+# Species the shipped model was not trained on, and how many of their files to score.
+UNSEEN = {"bengalese_finch": 20, "mouse": None}
 
 
 def draw_segments(
@@ -62,6 +68,35 @@ def draw_segments(
             draw.rectangle([left, top, max(right, left + 1), top + TRACK_HEIGHT - 6], fill=colour)
         draw.text((4, top), name, fill=(0, 0, 0))
     canvas.save(out)
+
+
+def without_species(model: WhisperSegModel) -> RecordingSegmenter:
+    """As ``/get-labels`` runs a model given no species (the band floor the file names)."""
+
+    def run(recording: AnnotatedRecording) -> list[Segment]:
+        audio, sr, floor = recording.audio, recording.sr, recording.min_frequency or None
+        return segment_recording(model, audio, sr, recording_config(model, audio, sr, floor))
+
+    return run
+
+
+def energy_with_floor(recording: AnnotatedRecording) -> list[Segment]:
+    """The energy baseline as the server runs it for a request with ``min_frequency``."""
+    return EnergySegmenter(recording.min_frequency).segment(recording.audio, recording.sr)
+
+
+def print_unseen_species(model: WhisperSegModel, data: Path) -> None:
+    files = [p for folder, limit in UNSEEN.items() for p in find_recordings(data / folder)[:limit]]
+    reports = {
+        "whisperseg": evaluate(without_species(model), files),
+        "energy-threshold": evaluate(energy_with_floor, files),
+    }
+    print(f"\nspecies never trained on, no species given ({len(files)} files):")
+    for name, report in reports.items():
+        for group, scores in report.groups.items():
+            print(
+                f"{group:<20} {name:<18} {scores['segment_f1']:>10.3f} {scores['frame_f1']:>9.3f}"
+            )
 
 
 def main() -> None:
@@ -101,6 +136,7 @@ def main() -> None:
     predicted = whisperseg_segmenter(model, args.num_trials)(recording)
     draw_segments(recording, predicted, figure)
     print(f"figure: {figure} ({example.name})")
+    print_unseen_species(model, data)
     if args.json:
         figures = {
             name: {

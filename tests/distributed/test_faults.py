@@ -59,9 +59,8 @@ def test_a_job_whose_worker_is_killed_finishes_on_the_other_worker(
     wait_until(lambda: job(client, "hardy")["progress"] > 0.1, 300, "training to be under way")
     on_disk = json.loads((workers.models_dir / "hardy" / "job.json").read_text())
     first = on_disk["worker"]
-    workers.by_name(
-        first
-    ).kill()  # the whole worker: main process and pool, as a machine dying would
+    # the whole worker: main process and pool, as a machine dying would
+    workers.by_name(first).kill()
 
     wait_until(lambda: job(client, "hardy")["state"] != "training", 600, "the job to end")
     done = job(client, "hardy")

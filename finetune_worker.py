@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import shutil
 import threading
 import time
 from collections import deque
@@ -22,12 +21,11 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from jobs.finetune import FINETUNE_DEFAULTS, create_job_folder, stage_model, train_job
+from jobs.finetune import FINETUNE_DEFAULTS, create_job_folder, install, stage_model, train_job
 from jobs.record import INTERRUPTED, JobRecord, JobState, UnknownJobError
 from model_registry import JOB_FILE, ModelNameError, ModelRegistry, read_job
 from server.durable import write_json_atomic
 from whisperseg.adaptation import AdaptationConfig
-from whisperseg.model import replace_folder
 from whisperseg.training import TrainingCancelled, TrainingExample, TrainingProgress
 
 log = logging.getLogger(__name__)
@@ -218,13 +216,10 @@ class FinetuneWorker:
             staging, done = stage_model(
                 self.registry.models_dir, snapshot, model, result, self.device
             )
-            try:
-                with self._write_lock:
-                    replace_folder(staging, self._folder(name))
-                    with self._lock:
-                        self._records[name] = done
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
+            with self._write_lock:
+                install(staging, self._folder(name))
+                with self._lock:
+                    self._records[name] = done
         except TrainingCancelled:
             with self._lock:
                 cancelled = name in self._cancel_requested

@@ -160,15 +160,14 @@ class WhisperSegSegmenter:
 
 @dataclass(frozen=True)
 class EnergySegmenter:
-    """``min_frequency`` can raise the band floor, never lower it: below it mains hum
-    and handling noise would count as vocal energy."""
+    """``min_frequency`` can raise the band floor, never lower it (``EnergyParams.with_floor``)."""
 
     min_frequency: float | None = None
     cluster: str = "vocal"
 
     def segment(self, audio: np.ndarray, sr: int) -> list[Segment]:
-        floor = max(self.min_frequency or 0.0, EnergyParams().min_frequency)
-        return energy_segments(audio, sr, EnergyParams(min_frequency=floor), self.cluster)
+        params = EnergyParams.with_floor(self.min_frequency)
+        return energy_segments(audio, sr, params, self.cluster)
 
     @property
     def context_seconds(self) -> float:

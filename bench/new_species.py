@@ -190,7 +190,7 @@ def run(story: Story, config: AdaptationConfig, save_to: Path | None = None) -> 
         model.save(save_to / story.name.split(",")[0].replace(" ", "-"))
     settings = SegmentationConfig.from_dict(result.segmentation)
     cluster = labels[0].cluster
-    energy_params = EnergyParams(min_frequency=max(300.0, story.min_frequency))
+    energy_params = EnergyParams.with_floor(story.min_frequency)
     predictions = {
         "energy": energy_segments(rest, story.sr, energy_params, cluster),
         "base": segment_recording(base, rest, story.sr, settings),

@@ -9,7 +9,6 @@ atomically, so a second run only writes the same file again.
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,12 +21,11 @@ from distributed.app import FINETUNE_TASK, SEGMENT_FILE_TASK, SEGMENT_RUN_TASK
 from distributed.messages import config_from_message, example_from_message
 from distributed.state import SharedState
 from inference.service import segment_channel
-from jobs.finetune import stage_model, train_job
+from jobs.finetune import install, stage_model, train_job
 from jobs.record import JobRecord
 from model_registry import JOB_FILE, ModelRegistry, read_job
 from server.durable import write_json_atomic
 from whisperseg.files import load_model
-from whisperseg.model import replace_folder
 from whisperseg.training import TrainingCancelled, TrainingProgress
 
 log = logging.getLogger(__name__)
@@ -119,10 +117,7 @@ def _train(context: WorkerContext, message: dict, writer: _RecordWriter, job_id:
             should_stop=lambda: context.state.cancel_requested(job_id),
         )
         staging, _ = stage_model(context.registry.models_dir, record, model, result, context.device)
-        try:
-            replace_folder(staging, writer.folder)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        install(staging, writer.folder)
         return True
     except TrainingCancelled:
         record.finish("cancelled")

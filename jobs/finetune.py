@@ -98,6 +98,14 @@ def stage_model(
     return staging, done
 
 
+def install(staging: Path, folder: Path) -> None:
+    """Rename a staged model folder to ``folder``; the staging folder is gone either way."""
+    try:
+        replace_folder(staging, folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def model_card(job: JobRecord, result: AdaptationResult) -> str:
     """The finetuned model's README: what it learned from and how well, measured."""
     v = result.validation

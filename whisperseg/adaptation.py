@@ -138,7 +138,7 @@ def _f1(predictions, examples: Sequence[TrainingExample], tolerance: float, type
 
 
 def _energy(examples: Sequence[TrainingExample], min_frequency: float, cluster: str) -> list:
-    params = EnergyParams(min_frequency=max(EnergyParams().min_frequency, min_frequency))
+    params = EnergyParams.with_floor(min_frequency)
     return [energy_segments(e.audio, e.sr, params, cluster) for e in examples]
 
 

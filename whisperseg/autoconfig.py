@@ -58,12 +58,10 @@ def settings_for_recording(
     default = coarsest(configs)
     floor = min_frequency if min_frequency is not None else default.min_frequency
     default = replace(default, min_frequency=floor)
+    # Energy thresholds sit above the recording's own noise floor: int16 needs no scaling.
     scanned = audio[: round(SCAN_SECONDS * sr)]
-    if np.issubdtype(scanned.dtype, np.integer):  # int16 as the audio store keeps it
-        scanned = scanned / np.iinfo(scanned.dtype).max
-    scanned = np.asarray(scanned, dtype=np.float32)
-    params = EnergyParams(min_frequency=max(EnergyParams().min_frequency, floor))
-    durations = [s.duration for s in energy_segments(scanned, sr, params, "call")]
+    calls = energy_segments(scanned, sr, EnergyParams.with_floor(floor), "call")
+    durations = [s.duration for s in calls]
     if len(durations) < MIN_CALLS:
         reason = f"{len(durations)} calls found by energy, too few to judge: model defaults"
         return SettingsChoice(default, reason)

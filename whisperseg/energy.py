@@ -58,6 +58,12 @@ class EnergyParams:
     min_gap: float = 0.005
     min_length: float = 0.01
 
+    @classmethod
+    def with_floor(cls, min_frequency: float | None) -> EnergyParams:
+        """Defaults with the band floor raised to ``min_frequency``, never lowered: below
+        the default, mains hum and handling noise would count as vocal energy."""
+        return cls(min_frequency=max(cls().min_frequency, min_frequency or 0.0))
+
 
 # Frames per FFT block: bounds memory on long recordings at any sample rate.
 _BLOCK_FRAMES = 4096

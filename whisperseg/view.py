@@ -94,8 +94,9 @@ def choose_view(
         return abs(math.log(median_samples / hop / columns)), abs(math.log(rate / sr))
 
     rate, hop = min(views, key=distance)
-    fitting = min(max(median_samples / hop, columns / MAX_COLUMN_RATIO), columns * MAX_COLUMN_RATIO)
-    if fitting != median_samples / hop:
+    shown = median_samples / hop
+    fitting = min(max(shown, columns / MAX_COLUMN_RATIO), columns * MAX_COLUMN_RATIO)
+    if fitting != shown:
         hop = min(max(1, round(median_samples / fitting)), n_fft_for_rate(rate))
     return View(sr, rate, hop)
 

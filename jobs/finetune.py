@@ -21,7 +21,8 @@ from model_registry import FINETUNED_CONFIG_KEY, JOB_FILE, ModelRegistry
 from server.durable import utc_timestamp, write_json_atomic
 from whisperseg import ct2
 from whisperseg.adaptation import AdaptationConfig, AdaptationResult, adapt
-from whisperseg.model import WhisperSegModel, make_ct2_copy, pick_device, replace_folder
+from whisperseg.folder_swap import replace_folder
+from whisperseg.model import WhisperSegModel, make_ct2_copy, pick_device
 from whisperseg.training import TrainingCancelled, TrainingExample, TrainingProgress
 
 # A job validates on held-back labels, then trains on all of them (whisperseg.adaptation);

@@ -24,7 +24,12 @@ from transformers import (
     WhisperTokenizer,
 )
 
-__all__ = ["bundled_tiny_en_dir", "convert_ctranslate2_whisper", "read_ctranslate2_variables"]
+__all__ = [
+    "bundled_tiny_en_dir",
+    "convert_ctranslate2_whisper",
+    "ctranslate2_state_dict",
+    "read_ctranslate2_variables",
+]
 
 # The only model.bin layout this reader was checked against (CTranslate2 3.x/4.x writers).
 _BINARY_VERSION = 6
@@ -165,11 +170,32 @@ def _layer_count(variables: dict[str, np.ndarray], stack: str) -> int:
     return len({match[1] for name in variables if (match := layer.match(name))})
 
 
-def _hf_state_dict(variables: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+def dequantized(variables: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Variables with each quantized weight (``X/weight`` beside ``X/weight_scale``) in float32.
+
+    CTranslate2 stores ``round(weight * scale)`` with one scale per output row (int8) or
+    one for the whole tensor (int16); aliases of a weight get its dequantized copy too.
+    """
+    result = dict(variables)
+    for scale_name in [name for name in variables if name.endswith("/weight_scale")]:
+        stored = variables[scale_name.removesuffix("_scale")]
+        scale = variables[scale_name].astype(np.float32)
+        if scale.size > 1:
+            scale = scale.reshape((-1,) + (1,) * (stored.ndim - 1))
+        weight = stored.astype(np.float32) / scale
+        for name, value in variables.items():
+            if value is stored:
+                result[name] = weight
+        del result[scale_name]
+    return result
+
+
+def ctranslate2_state_dict(variables: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     """Map CT2 variables onto WhisperForConditionalGeneration's state dict, in float32.
 
     Raises if a CT2 weight is left over, so nothing (e.g. int8 quantization scales) is dropped.
     """
+    variables = dequantized(variables)
     used: set[str] = set()
 
     def take(name: str) -> np.ndarray:
@@ -261,7 +287,7 @@ def convert_ctranslate2_whisper(ct2_dir: Path, out_dir: Path) -> Path:
         begin_suppress_tokens=ct2_config["suppress_ids_begin"],
     )
     model = WhisperForConditionalGeneration(config)
-    model.load_state_dict(_hf_state_dict(variables), strict=True)
+    model.load_state_dict(ctranslate2_state_dict(variables), strict=True)
     model.generation_config = GenerationConfig(
         decoder_start_token_id=sot,
         bos_token_id=sot,

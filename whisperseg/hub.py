@@ -10,11 +10,14 @@ from pathlib import Path
 from huggingface_hub import snapshot_download
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
-from whisperseg.model import WhisperSegModel, replace_folder
+from whisperseg.folder_swap import replace_folder
+from whisperseg.model import WhisperSegModel
 
 PUBLISHED = {
     "whisperseg-base-animal-vad": "nccratliri/whisperseg-base-animal-vad",
     "whisperseg-animal-vad": "nccratliri/whisperseg-animal-vad",
+    "whisperseg-base-animal-vad-ct2": "nccratliri/whisperseg-base-animal-vad-ct2",
+    "whisperseg-animal-vad-ct2": "nccratliri/whisperseg-animal-vad-ct2",
 }
 _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}")
 _FILES = ["*.json", "*.safetensors", "*.bin", "*.txt", "*.model"]

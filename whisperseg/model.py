@@ -8,7 +8,6 @@ The folder layout is the published one (``save_pretrained`` of
 
 from __future__ import annotations
 
-import shutil
 import threading
 import uuid
 import warnings
@@ -21,8 +20,9 @@ import torch
 from torch import nn
 from transformers import WhisperForConditionalGeneration
 
-from whisperseg import ct2
+from whisperseg import ct2, published_ct2
 from whisperseg.ct2 import Ct2Decoder
+from whisperseg.folder_swap import replace_folder
 from whisperseg.target_text import TokenSegment, format_target_text, parse_target_text
 from whisperseg.tokenizer import SegTokenizer
 
@@ -31,15 +31,6 @@ Backend = Literal["torch", "auto", "ct2"]
 # from_pretrained builds models under a process-wide "meta device" context; a model built
 # or quantized in another thread meanwhile gets empty (meta) weights. Loads take turns.
 _LOAD_LOCK = threading.Lock()
-
-
-def replace_folder(staging: Path, folder: Path) -> None:
-    """Move a finished ``staging`` folder to ``folder``, replacing any older one."""
-    retired = folder.parent / f".{folder.name}.{uuid.uuid4().hex}.old"
-    if folder.exists():
-        folder.rename(retired)
-    staging.rename(folder)
-    shutil.rmtree(retired, ignore_errors=True)
 
 
 def make_ct2_copy(folder: Path) -> Path:
@@ -114,10 +105,13 @@ class WhisperSegModel:
         can segment but not train or be saved. ``backend`` picks what decodes:
         "torch"; "auto" (CTranslate2 when the folder has a current converted copy and
         the package is installed, else torch); "ct2" (CTranslate2, converting first if
-        needed).
+        needed). A published ``-ct2`` folder is imported first
+        (:mod:`whisperseg.published_ct2`).
         """
         folder = Path(folder)
         target = pick_device(device)
+        if published_ct2.is_published_ct2(folder):
+            published_ct2.import_published_ct2(folder)
         with _LOAD_LOCK:
             network = WhisperForConditionalGeneration.from_pretrained(
                 str(folder), dtype=inference_dtype(target)

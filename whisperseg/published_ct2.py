@@ -62,8 +62,11 @@ def import_published_ct2(folder: Path) -> Path:
 def _write_imported(published: Path, staging: Path) -> None:
     """torch weights, config and tokenizer at the top; the published files in ``ct2/``."""
     config = WhisperConfig.from_pretrained(str(published / HF_FOLDER))
-    network = WhisperForConditionalGeneration(config)
     variables = read_ctranslate2_variables(published / "model.bin")
+    # The weights are the truth where a saved config disagrees (e.g. positions cut to 500).
+    config.max_source_positions = variables["encoder/position_encodings/encodings"].shape[0]
+    config.vocab_size = variables["decoder/embeddings/weight"].shape[0]
+    network = WhisperForConditionalGeneration(config)
     network.load_state_dict(ctranslate2_state_dict(variables), strict=True)
     network.half().save_pretrained(str(staging))
     for path in (published / HF_FOLDER).iterdir():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from fnmatch import fnmatch
 from pathlib import Path
@@ -45,6 +46,9 @@ def test_a_published_ct2_folder_is_imported_once_with_its_weights_and_config(
     original.save(tmp_path / "tiny")
     published = publish_ct2(tmp_path / "tiny", tmp_path / "tiny-ct2")
     published_bin = (published / "model.bin").read_bytes()
+    hf_config = published / "hf_model" / "config.json"
+    saved = json.loads(hf_config.read_text())
+    hf_config.write_text(json.dumps({**saved, "max_source_positions": 1500}))  # as Whisper's
     assert is_published_ct2(published)
 
     model = WhisperSegModel.load(published, device="cpu", backend="auto")
@@ -56,6 +60,7 @@ def test_a_published_ct2_folder_is_imported_once_with_its_weights_and_config(
     assert model.fast_decoder is not None  # auto decodes with the published CTranslate2 copy
     assert model.cluster_codebook == {"vocal": 0, "trill": 1}
     assert model.total_spec_columns == original.total_spec_columns
+    assert model.network.config.max_source_positions == 500  # the weights' positions win
     for name, weight in original.network.state_dict().items():
         imported = model.network.state_dict()[name]
         step = weight.abs().amax(dim=-1, keepdim=True) / 127 if weight.ndim == 2 else 0

@@ -7,8 +7,10 @@ energy-threshold baseline, the untuned base model and the finetuned model.
 
     python bench/new_species.py [--stories mammal mouse bengalese canary] [--steps N]
 
-The canary story needs a base model that never heard a canary: it is trained once
-from ``configs/whisperseg-tiny.json`` on zebra finch only and cached in bench/.cache/.
+Each story's base never heard its species: the shipped model for the mammal, the
+shipped recipe without mouse or without Bengalese finch for those stories, and the
+first recipe on zebra finch only for the canary (``bench/recipe_variants.py``: trained
+once, cached in bench/.cache/).
 """
 
 from __future__ import annotations
@@ -24,12 +26,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.recipe_variants import canary_free, leave_out  # noqa: E402
 from whisperseg.adaptation import AdaptationConfig, adapt  # noqa: E402
 from whisperseg.datasets import find_recordings, load_recording, shared_data_dir  # noqa: E402
 from whisperseg.energy import EnergyParams, energy_segments  # noqa: E402
 from whisperseg.metrics import segment_counts  # noqa: E402
 from whisperseg.model import WhisperSegModel  # noqa: E402
-from whisperseg.recipe import Recipe, run_recipe  # noqa: E402
 from whisperseg.segment import Segment  # noqa: E402
 from whisperseg.segmentation import (  # noqa: E402
     SegmentationConfig,
@@ -40,7 +42,6 @@ from whisperseg.training import TrainingExample, TrainingProgress  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parents[1]
 SHIPPED = PROJECT / "models" / "whisperseg-tiny"
-CACHE = Path(__file__).resolve().parent / ".cache"
 # Segmentation without the fragment tidying learned from the labels (generic defaults).
 UNTIDY = {"min_gap": 0.0, "min_segment_length": 0.01}
 
@@ -111,22 +112,6 @@ def joined(folder: Path, limit: int | None = None) -> tuple:
     return np.concatenate(audio), sr, truth
 
 
-def canary_base(steps: int) -> Path:
-    """The shipped recipe on zebra finch only (no canary), trained once and cached."""
-    folder = CACHE / f"whisperseg-tiny-no-canary-{steps}"
-    if not (folder / "config.json").is_file():
-        recipe = Recipe.load(PROJECT / "configs" / "whisperseg-tiny.json")
-        recipe = replace(
-            recipe,
-            data_dir=str(Path(recipe.data_dir) / "zebra_finch"),
-            training=replace(recipe.training, max_steps=steps),
-            segmentation_defaults={"zebra_finch": recipe.segmentation_defaults["zebra_finch"]},
-        )
-        print(f"training the canary-free base ({steps} steps) into {folder} ...", flush=True)
-        run_recipe(recipe, folder)
-    return folder
-
-
 def stories(names: list[str], base_steps: int) -> list[Story]:
     data = shared_data_dir()
     found = []
@@ -138,16 +123,18 @@ def stories(names: list[str], base_steps: int) -> list[Story]:
             print(f"{name}: ../shared/data not found, skipped")
         elif name == "mouse":
             audio, sr, truth = joined(data / "mouse")
-            found.append(Story("mouse USV, 250 kHz", audio, sr, truth, 10.0, 0.01, 35000.0))
+            mouse = Story("mouse USV, 250 kHz", audio, sr, truth, 10.0, 0.01, 35000.0)
+            found.append(replace(mouse, base=leave_out("mouse")))
         elif name == "bengalese":
             audio, sr, truth = joined(data / "bengalese_finch", limit=16)
-            found.append(Story("Bengalese finch types", audio, sr, truth, 30.0, 0.01, 0.0, 60.0))
+            bengalese = Story("Bengalese finch types", audio, sr, truth, 30.0, 0.01, 0.0, 60.0)
+            found.append(replace(bengalese, base=leave_out("bengalese_finch")))
         elif name == "canary":
             audio, sr, truth = joined(data / "canary")
             resampled = load_recording(find_recordings(data / "canary")[0]).species_sr
             audio = _resample(audio, sr, resampled)
             found.append(
-                Story("canary", audio, resampled, truth, 16.0, 0.01, base=canary_base(base_steps))
+                Story("canary", audio, resampled, truth, 16.0, 0.01, base=canary_free(base_steps))
             )
     return found
 

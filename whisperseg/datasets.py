@@ -25,6 +25,8 @@ HELD_OUT: MappingProxyType[str, str] = MappingProxyType(
         "adults_g4p5U": "zebra_finch_g4p5U-",
         "juveniles_R3625": "zebra_finch_R3625_",
         "canary_llb16_1612": "llb16_1612_2018_05_10_12_13_41",
+        "bengalese_bird0_100-134": "bengalese_finch_bird0_1",
+        "mouse_rec8": "mouse_usv_amvoc_rec8",
     }
 )
 

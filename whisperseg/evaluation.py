@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from whisperseg.autoconfig import RESAMPLE_UP_TO, coarsest, settings_for_recording
 from whisperseg.datasets import AnnotatedRecording, held_out_group, load_recording
 from whisperseg.metrics import evaluate_files
 from whisperseg.model import WhisperSegModel
@@ -34,6 +35,24 @@ def whisperseg_segmenter(model: WhisperSegModel, num_trials: int = 3) -> Recordi
     def run(recording: AnnotatedRecording) -> list[Segment]:
         config = recording_config(recording, num_trials)
         return segment_recording(model, recording.audio, recording.sr, config)
+
+    return run
+
+
+def held_out_segmenter(model: WhisperSegModel, num_trials: int = 3) -> RecordingSegmenter:
+    """Each recording at its data set's settings, except those far from the model's rate
+    (mouse ultrasound at 250 kHz): the model only knows them declared at its own rate,
+    as ``/get-labels`` shows them without a species (``whisperseg.autoconfig``)."""
+    listed = whisperseg_segmenter(model, num_trials)
+    configs = model.default_segmentation_config
+    model_rate = coarsest(configs).sr or 0
+
+    def run(recording: AnnotatedRecording) -> list[Segment]:
+        if model_rate <= recording.species_sr <= RESAMPLE_UP_TO * model_rate:
+            return listed(recording)
+        audio, sr, floor = recording.audio, recording.sr, recording.min_frequency or None
+        config = settings_for_recording(configs, audio, sr, floor).config
+        return segment_recording(model, audio, sr, replace(config, num_trials=num_trials))
 
     return run
 

@@ -16,13 +16,19 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy import signal
 
 from whisperseg.features import FeatureConfig, window_features
 from whisperseg.model import WhisperSegModel, inference_dtype, is_quantized
 from whisperseg.segment import Segment
+from whisperseg.segmentation import scale_times
 from whisperseg.target_text import TokenSegment
 
 IGNORE_INDEX = -100
+# Pitch shift of ``augment_species``: declared rate 0.8-1.25x (about -4 to +4 semitones).
+PITCH_LOG_RANGE = (float(np.log(0.8)), float(np.log(1.25)))
+BAND_LIMIT_PROBABILITY = 0.3
+REVERB_PROBABILITY = 0.2
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,7 @@ class TrainingExample:
     segments: tuple[Segment, ...]
     spec_time_step: float
     min_frequency: float = 0.0
+    weight: float = 1.0  # crops are drawn in proportion to length in windows times this
 
     @property
     def duration(self) -> float:
@@ -52,6 +59,9 @@ class TrainingConfig:
     max_target_tokens: int = 160
     freeze_encoder: bool = False
     augment: bool = True
+    # Pitch shift, band limits and reverberation: for a model meant to generalise across
+    # species and recordings (the shipped recipe); a job learning one species needs none.
+    augment_species: bool = False
     seed: int = 0
 
 
@@ -105,6 +115,25 @@ def _augment(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return crop.astype(np.float32)
 
 
+def _alter_recording(crop: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
+    """Another microphone and room: band limits (a high-pass up to 2% of the rate, a
+    low-pass down to 30%) and reverberation (exponentially decaying noise, RT60 30-300 ms)."""
+    if rng.random() < BAND_LIMIT_PROBABILITY:
+        nyquist = sr / 2
+        low, high = rng.uniform(0.0, 0.04) * nyquist, rng.uniform(0.6, 1.0) * nyquist
+        if low > 10:
+            crop = signal.sosfilt(signal.butter(2, low, "highpass", fs=sr, output="sos"), crop)
+        if high < 0.98 * nyquist:
+            crop = signal.sosfilt(signal.butter(4, high, "lowpass", fs=sr, output="sos"), crop)
+    if rng.random() < REVERB_PROBABILITY:
+        rt60 = rng.uniform(0.03, 0.3)
+        t = np.arange(round(rt60 * sr)) / sr
+        tail = rng.normal(0, 1, t.size) * np.exp(-6.9 * t / rt60)
+        wet = signal.fftconvolve(crop, tail / np.sqrt(np.sum(tail**2)))[: crop.size]
+        crop = crop + rng.uniform(0.1, 0.5) * wet
+    return np.asarray(crop, dtype=np.float32)
+
+
 class _CropSampler:
     """Random training crops, clips drawn in proportion to their length in windows."""
 
@@ -114,36 +143,46 @@ class _CropSampler:
         self.examples, self.model, self.config = examples, model, config
         self.rng = np.random.default_rng(config.seed)
         windows = np.array(
-            [1.0 + len(e.audio) / self._features(e, 1.0).window_samples for e in examples]
+            [
+                e.weight * (1.0 + len(e.audio) / self._features(e, 1.0).window_samples)
+                for e in examples
+            ]
         )
         self.weights = windows / windows.sum()
 
-    def _features(self, example: TrainingExample, step_scale: float) -> FeatureConfig:
+    def _features(
+        self, example: TrainingExample, step_scale: float, rate_factor: float = 1.0
+    ) -> FeatureConfig:
+        """The example's columns, its samples declared ``rate_factor`` times faster: the
+        same hop in samples, every frequency (and so the pitch) times ``rate_factor``."""
+        hop = max(1, round(example.spec_time_step * step_scale * example.sr))
+        rate = round(example.sr * rate_factor)
         return FeatureConfig(
-            example.sr,
-            example.spec_time_step * step_scale,
-            example.min_frequency,
-            self.model.total_spec_columns,
+            rate, hop / rate, example.min_frequency * rate_factor, self.model.total_spec_columns
         )
 
     def crop(self) -> tuple[torch.Tensor, list[int]]:
         """One crop's features and its target ids (species token first, end last)."""
         example = self.examples[self.rng.choice(len(self.examples), p=self.weights)]
         scale = float(self.rng.uniform(0.8, 1.25)) if self.config.augment else 1.0
-        features = self._features(example, scale)
+        rate_factor = 1.0
+        if self.config.augment_species:
+            rate_factor = float(np.exp(self.rng.uniform(*PITCH_LOG_RANGE)))
+        features = self._features(example, scale, rate_factor)
         window = features.window_samples
         start = int(
             self.rng.integers(-window // 2, max(len(example.audio) - window // 2, 1 - window // 2))
         )
-        labels = _crop_labels(
-            example.segments, start / example.sr, features, self.model.max_time_index
-        )
+        declared = scale_times(example.segments, example.sr / features.sr)
+        labels = _crop_labels(declared, start / features.sr, features, self.model.max_time_index)
         tokens = [TokenSegment(a, b, self.model.cluster_id(c)) for a, b, c in labels]
         audio = example.audio
         lo, hi = max(start, 0), min(start + window + features.n_fft, len(audio))
         if self.config.augment:
             audio = audio.copy()
             audio[lo:hi] = _augment(audio[lo:hi], self.rng)
+            if self.config.augment_species:
+                audio[lo:hi] = _alter_recording(audio[lo:hi], features.sr, self.rng)
         return window_features(audio, [start], features)[0], self.model.target_ids(tokens, None)
 
 

@@ -135,9 +135,10 @@ def test_get_labels_with_the_energy_baseline(client: FlaskClient, shared_data: P
 def test_get_labels_without_a_species_reads_the_settings_off_mouse_ultrasound(
     client: FlaskClient, shared_data: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The shipped model only heard 32 kHz birds; on 250 kHz mouse calls it must not be
-    shown finch settings (resampled to 32 kHz nothing of the calls would be left)."""
-    wav = shared_data / "mouse" / "mouse_usv_amvoc_rec3.wav"
+    """On a held-out 250 kHz mouse recording the shipped model must not be shown finch
+    settings (resampled to 32 kHz nothing of the calls would be left), but the audio
+    declared at its own rate, with columns fitted to the calls, as it was trained."""
+    wav = shared_data / "mouse" / "mouse_usv_amvoc_rec8.wav"
     audio_id = upload_file(client, wav)
     truth = load_recording(wav).segments
     scores = {}

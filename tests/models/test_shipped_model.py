@@ -10,7 +10,7 @@ from conftest import SHIPPED_MODEL
 from safetensors import safe_open
 
 from whisperseg.datasets import HELD_OUT, find_recordings, split_recordings
-from whisperseg.evaluation import evaluate, whisperseg_segmenter
+from whisperseg.evaluation import evaluate, held_out_segmenter
 from whisperseg.model import WhisperSegModel
 
 pytestmark = pytest.mark.skipif(not SHIPPED_MODEL.is_dir(), reason="shipped model missing")
@@ -18,9 +18,11 @@ pytestmark = pytest.mark.skipif(not SHIPPED_MODEL.is_dir(), reason="shipped mode
 # A little under the figures measured by bench/model_quality.py (see the model card), so a
 # regression in features, decoding or consensus fails here.
 SEGMENT_F1_FLOORS = {
-    "adults_g4p5U": 0.97,  # measured 1.000
+    "adults_g4p5U": 0.97,  # measured 0.996
     "juveniles_R3625": 0.95,  # measured 0.983
-    "canary_llb16_1612": 0.95,  # measured 0.986
+    "canary_llb16_1612": 0.95,  # measured 0.978
+    "bengalese_bird0_100-134": 0.97,  # measured 0.995
+    "mouse_rec8": 0.7,  # measured 0.769
 }
 
 
@@ -41,7 +43,7 @@ def test_the_shipped_model_is_small_half_precision_and_documented() -> None:
 def test_the_shipped_model_segments_held_out_recordings(shared_data: Path) -> None:
     model = WhisperSegModel.load(SHIPPED_MODEL, device="cpu", quantize=True)
     held_out = split_recordings(find_recordings(shared_data))[1]
-    report = evaluate(whisperseg_segmenter(model, num_trials=3), held_out, tolerance=0.01)
+    report = evaluate(held_out_segmenter(model, num_trials=3), held_out, tolerance=0.01)
     assert set(report.groups) == set(HELD_OUT)
     for group, floor in SEGMENT_F1_FLOORS.items():
         scores = report.groups[group]

@@ -79,6 +79,8 @@ def test_held_out_split_of_shared_data() -> None:
     assert sum("g4p5U" in n for n in held_names) == 5
     assert sum("R3625" in n for n in held_names) == 5
     assert f"{CANARY}.wav" in held_names
+    assert sum("bengalese_finch_bird0_1" in n for n in held_names) == 35
+    assert "mouse_usv_amvoc_rec8.wav" in held_names
     assert not any("g4p5U" in p.name or "R3625" in p.name or CANARY in p.name for p in train)
 
 

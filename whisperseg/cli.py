@@ -26,7 +26,10 @@ def _train(args: argparse.Namespace) -> None:
             bar.update(1)
             bar.set_postfix(loss=f"{p.loss:.3f}")
 
-        summary = run_recipe(recipe, Path(args.out), progress=report)
+        try:
+            summary = run_recipe(recipe, Path(args.out), progress=report)
+        except FileNotFoundError as error:
+            sys.exit(f"error: {error}")
     print(json.dumps(summary, indent=2))
 
 

@@ -108,6 +108,11 @@ def as_served(example: TrainingExample, views: list[tuple[int, int]]) -> Trainin
 def initial_model(spec: str) -> WhisperSegModel:
     """``bundled:tiny.en`` converts the bundled Whisper weights; anything else is a folder."""
     if spec != BUNDLED_TINY_EN:
+        if not (Path(spec) / "config.json").is_file():
+            raise FileNotFoundError(
+                f"initial model {spec} not found: train the recipe that makes it first "
+                "(the shipped model's card gives the order)"
+            )
         return WhisperSegModel.load(spec, device="cpu")
     from whisperseg.conversion import bundled_tiny_en_dir, convert_ctranslate2_whisper
 
@@ -122,6 +127,7 @@ def run_recipe(
     progress: Callable[[TrainingProgress], None] | None = None,
 ) -> dict:
     """Train as the recipe says, save the model to ``out_dir``; returns the run's summary."""
+    model = initial_model(recipe.initial_model)  # first: a missing start fails at once
     train_files, held_out = recipe.training_files()
     if not train_files:
         raise FileNotFoundError(f"no annotated recordings under {recipe.data_dir}")
@@ -135,7 +141,6 @@ def run_recipe(
         )
         for p in train_files
     ]
-    model = initial_model(recipe.initial_model)
     model.default_segmentation_config = dict(recipe.segmentation_defaults)
     started = time.monotonic()
     losses = finetune(model, examples, recipe.training, progress=progress)

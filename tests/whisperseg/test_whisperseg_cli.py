@@ -36,6 +36,15 @@ def test_every_command_has_help() -> None:
         assert "usage: python -m whisperseg" in result.stdout
 
 
+def test_train_says_which_recipe_to_run_first_when_its_start_is_missing(tmp_path: Path) -> None:
+    recipe = json.loads((REPO / "configs" / "whisperseg-tiny.json").read_text())
+    (tmp_path / "recipe.json").write_text(json.dumps({**recipe, "initial_model": "missing"}))
+    result = run_cli("train", "--recipe", str(tmp_path / "recipe.json"), "--out", str(tmp_path))
+    assert result.returncode != 0
+    assert "train the recipe that makes it first" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 @pytest.mark.slow
 def test_segment_writes_csv_and_json(tmp_path: Path) -> None:
     model = random_tiny(d_model=32)

@@ -10,6 +10,7 @@ species given (settings read off the audio, as ``/get-labels`` does), at each da
 set's own tolerance. And a generated 16 kHz mammal-like species, in none of the data.
 
     python bench/model_quality.py [--model models/whisperseg-tiny] [--num-trials 3]
+        [--recipe configs/whisperseg-tiny.json] [--skip-leave-one-out]
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from PIL import Image, ImageDraw
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.new_species import mammal_like  # noqa: E402
-from bench.recipe_variants import leave_out  # noqa: E402
+from bench.recipe_variants import SHIPPED_RECIPE, leave_out  # noqa: E402
 from model_registry import EnergySegmenter, recording_config  # noqa: E402
 from spectrogram import compute_db, render_jpeg_base64, resolve_config  # noqa: E402
 from whisperseg.datasets import (  # noqa: E402
@@ -97,14 +98,14 @@ def energy_with_floor(recording: AnnotatedRecording) -> list[Segment]:
     return EnergySegmenter(recording.min_frequency).segment(recording.audio, recording.sr)
 
 
-def print_leave_one_out(data: Path) -> None:
+def print_leave_one_out(data: Path, recipe_file: Path) -> None:
     """The shipped recipe without one species, scored on that species with no species
     given (as a user of an unheard species first sees it), beside the energy baseline."""
-    print("\nleave one species out of the shipped recipe, no species given:")
+    print(f"\nleave one species out of {recipe_file.name}, no species given:")
     for species, (folder, held_out_only) in LEAVE_ONE_OUT.items():
         files = find_recordings(data / folder)
         files = [p for p in files if held_out_group(p)] if held_out_only else files
-        model = WhisperSegModel.load(leave_out(species), quantize=True)
+        model = WhisperSegModel.load(leave_out(species, recipe_file), quantize=True)
         recordings = [load_recording(p) for p in files]
         tolerance = recordings[0].tolerance
         segmenters = {"whisperseg": without_species(model), "energy-threshold": energy_with_floor}
@@ -139,6 +140,9 @@ def main() -> None:
     parser.add_argument(
         "--skip-leave-one-out", action="store_true", help="(trains two models on first use)"
     )
+    parser.add_argument(
+        "--recipe", default=str(SHIPPED_RECIPE), help="the recipe to leave species out of"
+    )
     args = parser.parse_args()
     data = shared_data_dir()
     if data is None:
@@ -171,7 +175,7 @@ def main() -> None:
     print(f"figure: {figure} ({example.name})")
     print_mammal_like(model)
     if not args.skip_leave_one_out:
-        print_leave_one_out(data)
+        print_leave_one_out(data, Path(args.recipe))
     if args.json:
         figures = {
             name: {

@@ -30,11 +30,12 @@ def trained(recipe: Recipe, name: str) -> Path:
     return folder
 
 
-def leave_out(species: str) -> Path:
-    """The shipped recipe without ``species`` (its held-out files stay apart as well)."""
-    recipe = Recipe.load(SHIPPED_RECIPE)
+def leave_out(species: str, recipe_file: Path = SHIPPED_RECIPE) -> Path:
+    """A recipe (the shipped one by default) without ``species``; its held-out files
+    stay apart as well."""
+    recipe = Recipe.load(recipe_file)
     recipe = replace(recipe, exclude_species=(*recipe.exclude_species, species))
-    return trained(recipe, f"whisperseg-tiny-without-{species}")
+    return trained(recipe, f"{Path(recipe_file).stem}-without-{species}")
 
 
 def canary_free(steps: int) -> Path:

@@ -40,9 +40,9 @@ from whisperseg.datasets import (  # noqa: E402
     split_recordings,
 )
 from whisperseg.evaluation import (  # noqa: E402
-    RecordingSegmenter,
     evaluate,
     held_out_segmenter,
+    served_segmenter,
     whisperseg_segmenter,
 )
 from whisperseg.metrics import evaluate_files  # noqa: E402
@@ -83,16 +83,6 @@ def draw_segments(
     canvas.save(out)
 
 
-def without_species(model: WhisperSegModel) -> RecordingSegmenter:
-    """As ``/get-labels`` runs a model given no species (the band floor the file names)."""
-
-    def run(recording: AnnotatedRecording) -> list[Segment]:
-        audio, sr, floor = recording.audio, recording.sr, recording.min_frequency or None
-        return segment_recording(model, audio, sr, recording_config(model, audio, sr, floor))
-
-    return run
-
-
 def energy_with_floor(recording: AnnotatedRecording) -> list[Segment]:
     """The energy baseline as the server runs it for a request with ``min_frequency``."""
     return EnergySegmenter(recording.min_frequency).segment(recording.audio, recording.sr)
@@ -108,7 +98,7 @@ def print_leave_one_out(data: Path, recipe_file: Path) -> None:
         model = WhisperSegModel.load(leave_out(species, recipe_file), quantize=True)
         recordings = [load_recording(p) for p in files]
         tolerance = recordings[0].tolerance
-        segmenters = {"whisperseg": without_species(model), "energy-threshold": energy_with_floor}
+        segmenters = {"whisperseg": served_segmenter(model), "energy-threshold": energy_with_floor}
         for name, segmenter in segmenters.items():
             pairs = [(segmenter(r), list(r.segments)) for r in recordings]
             f1 = evaluate_files(pairs, tolerance, match_cluster=False)["segment_f1"]

@@ -42,6 +42,12 @@ class SettingsChoice:
     reason: str
 
 
+def resampled_to_model_rate(sr: int, model_rate: int) -> bool:
+    """Whether audio at ``sr`` is resampled to the model's rate (birds at 32-96 kHz) rather
+    than declared to be at it (slower mammals, ultrasound)."""
+    return model_rate <= sr <= RESAMPLE_UP_TO * model_rate
+
+
 def coarsest(configs: Mapping[str, Mapping]) -> SegmentationConfig:
     """Of the listed species settings, the one with the widest columns (the cheapest)."""
     listed = [SegmentationConfig.from_dict(c) for c in configs.values()]
@@ -67,7 +73,7 @@ def settings_for_recording(
         return SettingsChoice(default, reason)
     model_rate = default.sr or sr
     views = known_views(configs)
-    resample = model_rate <= sr <= RESAMPLE_UP_TO * model_rate
+    resample = resampled_to_model_rate(sr, model_rate)
     view = choose_view(model_rate if resample else sr, durations, views)
     config = replace(
         _listed_with_step(configs, view.spec_time_step) or default,

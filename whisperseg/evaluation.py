@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from whisperseg.autoconfig import RESAMPLE_UP_TO, coarsest, settings_for_recording
+from whisperseg.autoconfig import coarsest, resampled_to_model_rate, settings_for_recording
 from whisperseg.datasets import AnnotatedRecording, held_out_group, load_recording
 from whisperseg.metrics import evaluate_files
 from whisperseg.model import WhisperSegModel
@@ -39,20 +39,29 @@ def whisperseg_segmenter(model: WhisperSegModel, num_trials: int = 3) -> Recordi
     return run
 
 
-def held_out_segmenter(model: WhisperSegModel, num_trials: int = 3) -> RecordingSegmenter:
-    """Each recording at its data set's settings, except those far from the model's rate
-    (mouse ultrasound at 250 kHz): the model only knows them declared at its own rate,
-    as ``/get-labels`` shows them without a species (``whisperseg.autoconfig``)."""
-    listed = whisperseg_segmenter(model, num_trials)
+def served_segmenter(model: WhisperSegModel, num_trials: int = 3) -> RecordingSegmenter:
+    """As ``/get-labels`` runs a model given no species: settings read off the audio
+    (``whisperseg.autoconfig``), with the band floor the recording's data set names."""
     configs = model.default_segmentation_config
-    model_rate = coarsest(configs).sr or 0
 
     def run(recording: AnnotatedRecording) -> list[Segment]:
-        if model_rate <= recording.species_sr <= RESAMPLE_UP_TO * model_rate:
-            return listed(recording)
         audio, sr, floor = recording.audio, recording.sr, recording.min_frequency or None
         config = settings_for_recording(configs, audio, sr, floor).config
         return segment_recording(model, audio, sr, replace(config, num_trials=num_trials))
+
+    return run
+
+
+def held_out_segmenter(model: WhisperSegModel, num_trials: int = 3) -> RecordingSegmenter:
+    """Each recording at its data set's settings, except those far from the model's rate
+    (mouse ultrasound at 250 kHz): the model only knows them declared at its own rate,
+    as ``/get-labels`` shows them without a species."""
+    listed, served = whisperseg_segmenter(model, num_trials), served_segmenter(model, num_trials)
+    model_rate = coarsest(model.default_segmentation_config).sr or 0
+
+    def run(recording: AnnotatedRecording) -> list[Segment]:
+        natural = resampled_to_model_rate(recording.species_sr, model_rate)
+        return listed(recording) if natural else served(recording)
 
     return run
 

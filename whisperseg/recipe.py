@@ -19,7 +19,7 @@ from pathlib import Path
 import librosa
 import soundfile as sf
 
-from whisperseg.autoconfig import RESAMPLE_UP_TO
+from whisperseg.autoconfig import resampled_to_model_rate
 from whisperseg.datasets import find_recordings, load_recording, split_recordings
 from whisperseg.initialize import from_whisper
 from whisperseg.model import WhisperSegModel
@@ -96,10 +96,10 @@ def example_from_recording(
 
 def as_served(example: TrainingExample, views: list[tuple[int, int]]) -> TrainingExample:
     """The clip as ``/get-labels`` without a species shows it (``whisperseg.autoconfig``):
-    rates from the model's up to ``RESAMPLE_UP_TO`` times it as they are, others (mouse
-    ultrasound at 250 kHz) declared at the model's rate with columns fitted to the calls."""
+    rates the server resamples to the model's as they are, others (mouse ultrasound at
+    250 kHz) declared at the model's rate with columns fitted to the calls."""
     model_rate = max(rate for rate, _ in views)
-    if model_rate <= example.sr <= RESAMPLE_UP_TO * model_rate or not example.segments:
+    if resampled_to_model_rate(example.sr, model_rate) or not example.segments:
         return example
     view = choose_view(example.sr, [s.duration for s in example.segments], views)
     return as_viewed(example, view)

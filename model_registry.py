@@ -196,12 +196,14 @@ class ModelRegistry:
         )
 
     def list_ready(self) -> list[ModelInfo]:
-        """Ready WhisperSeg models by name, then the energy baseline (always ready)."""
+        """Ready WhisperSeg models, the default first (what a frontend preselects) and the
+        others by name, then the energy baseline (always ready)."""
         ready = []
         for folder in self.folders():
             job = read_job(folder)
             if _is_ready(folder, job):
                 ready.append(ModelInfo(folder.name, "whisperseg", (job or {}).get("owner")))
+        ready.sort(key=lambda info: info.name != DEFAULT_MODEL)  # stable: the rest by name
         return [*ready, ModelInfo(ENERGY_MODEL, "energy")]
 
     @property

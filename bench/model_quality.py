@@ -10,7 +10,7 @@ species given (settings read off the audio, as ``/get-labels`` does), at each da
 set's own tolerance. And a generated 16 kHz mammal-like species, in none of the data.
 
     python bench/model_quality.py [--model models/whisperseg-tiny] [--num-trials 3]
-        [--recipe configs/whisperseg-tiny.json] [--skip-leave-one-out]
+        [--recipe configs/whisperseg-tiny.json] [--leave-out SPECIES] [--skip-leave-one-out]
 """
 
 from __future__ import annotations
@@ -59,7 +59,11 @@ LEAVE_ONE_OUT = {"bengalese_finch": ("bengalese_finch", True), "mouse": ("mouse"
 
 
 def draw_segments(
-    recording: AnnotatedRecording, predicted: list[Segment], out: Path, width: int = 1600
+    recording: AnnotatedRecording,
+    predicted: list[Segment],
+    model_name: str,
+    out: Path,
+    width: int = 1600,
 ) -> None:
     """Spectrogram with a human track (green) and a predicted track (orange) under it."""
     human = list(recording.segments)
@@ -73,7 +77,7 @@ def draw_segments(
     draw = ImageDraw.Draw(canvas)
     seconds_per_pixel = config.hop_length / config.sampling_rate
     for track, (segments, colour, name) in enumerate(
-        [(human, (40, 160, 60), "human"), (predicted, (230, 120, 20), "whisperseg-tiny")]
+        [(human, (40, 160, 60), "human"), (predicted, (230, 120, 20), model_name)]
     ):
         top = spectrogram.height + TRACK_HEIGHT // 2 + track * TRACK_HEIGHT
         for s in segments:
@@ -88,11 +92,12 @@ def energy_with_floor(recording: AnnotatedRecording) -> list[Segment]:
     return EnergySegmenter(recording.min_frequency).segment(recording.audio, recording.sr)
 
 
-def print_leave_one_out(data: Path, recipe_file: Path) -> None:
+def print_leave_one_out(data: Path, recipe_file: Path, species_left_out: list[str]) -> None:
     """The shipped recipe without one species, scored on that species with no species
     given (as a user of an unheard species first sees it), beside the energy baseline."""
     print(f"\nleave one species out of {recipe_file.name}, no species given:")
-    for species, (folder, held_out_only) in LEAVE_ONE_OUT.items():
+    for species in species_left_out:
+        folder, held_out_only = LEAVE_ONE_OUT[species]
         files = find_recordings(data / folder)
         files = [p for p in files if held_out_group(p)] if held_out_only else files
         model = WhisperSegModel.load(leave_out(species, recipe_file), quantize=True)
@@ -133,6 +138,12 @@ def main() -> None:
     parser.add_argument(
         "--recipe", default=str(SHIPPED_RECIPE), help="the recipe to leave species out of"
     )
+    parser.add_argument(
+        "--leave-out",
+        action="append",
+        choices=list(LEAVE_ONE_OUT),
+        help="leave only this species out (repeatable; default: each in turn)",
+    )
     args = parser.parse_args()
     data = shared_data_dir()
     if data is None:
@@ -161,11 +172,11 @@ def main() -> None:
     figure = Path(args.figure) if args.figure else Path(args.model) / "heldout_example.png"
     recording = load_recording(example)
     predicted = whisperseg_segmenter(model, args.num_trials)(recording)
-    draw_segments(recording, predicted, figure)
+    draw_segments(recording, predicted, Path(args.model).name, figure)
     print(f"figure: {figure} ({example.name})")
     print_mammal_like(model)
     if not args.skip_leave_one_out:
-        print_leave_one_out(data, Path(args.recipe))
+        print_leave_one_out(data, Path(args.recipe), args.leave_out or list(LEAVE_ONE_OUT))
     if args.json:
         figures = {
             name: {

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -34,10 +35,11 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _convert(args: argparse.Namespace) -> None:
-    from whisperseg.conversion import bundled_tiny_en_dir, convert_ctranslate2_whisper
+    from whisperseg.conversion import bundled_whisper_dir, convert_ctranslate2_whisper
 
-    source = Path(args.ct2_dir) if args.ct2_dir else bundled_tiny_en_dir()
-    out = convert_ctranslate2_whisper(source, Path(args.out))
+    with tempfile.TemporaryDirectory() as scratch:
+        source = Path(args.ct2_dir or bundled_whisper_dir(args.whisper, Path(scratch)))
+        out = convert_ctranslate2_whisper(source, Path(args.out))
     if args.whisperseg:
         from whisperseg.initialize import from_whisper
 
@@ -165,7 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     convert = commands.add_parser("convert", help="CTranslate2 Whisper -> Hugging Face folder")
     convert.add_argument("--out", required=True)
-    convert.add_argument("--ct2-dir", help="CTranslate2 Whisper folder (default: bundled tiny.en)")
+    convert.add_argument("--ct2-dir", help="CTranslate2 Whisper folder (default: a bundled one)")
+    convert.add_argument(
+        "--whisper", default="tiny.en", help="which bundled Whisper: tiny.en (default) or base"
+    )
     convert.add_argument(
         "--whisperseg",
         action="store_true",

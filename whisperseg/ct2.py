@@ -22,7 +22,13 @@ import torch
 CT2_FOLDER = "ct2"
 SOURCE_FILE = "source.json"
 LOCK_FILE = ".ct2.lock"
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+# One weights file, or the index of shards (which a new save rewrites too).
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 
 
 def available() -> bool:
@@ -31,7 +37,7 @@ def available() -> bool:
 
 
 def weights_identity(folder: Path) -> dict[str, int | str]:
-    """Name, size and modification time of a folder's weights file."""
+    """Name, size and modification time of a folder's weights file (or shard index)."""
     for name in WEIGHT_FILES:
         path = folder / name
         if path.is_file():

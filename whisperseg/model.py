@@ -27,6 +27,7 @@ from whisperseg.target_text import TokenSegment, format_target_text, parse_targe
 from whisperseg.tokenizer import SegTokenizer
 
 MAX_DECODER_TOKENS = 448
+MAX_SHARD_SIZE = "40MB"  # per weights file; git hosts refuse files over 50-100 MB
 Backend = Literal["torch", "auto", "ct2"]
 # from_pretrained builds models under a process-wide "meta device" context; a model built
 # or quantized in another thread meanwhile gets empty (meta) weights. Loads take turns.
@@ -152,8 +153,10 @@ class WhisperSegModel:
     def save(self, folder: Path | str, dtype: torch.dtype = torch.float16) -> None:
         """Write the published layout (safetensors in ``dtype``), config extras included.
 
-        The folder appears whole or not at all: files go to a hidden sibling that is
-        renamed into place, so a crash never leaves a half-written model behind.
+        Weights over MAX_SHARD_SIZE are split into shards with an index (transformers'
+        layout), so a shipped model's files stay under git hosts' size limits. The folder
+        appears whole or not at all: files go to a hidden sibling that is renamed into
+        place, so a crash never leaves a half-written model behind.
         """
         if is_quantized(self.network):
             raise ValueError("a quantized model cannot be saved: load it with quantize=False")
@@ -166,7 +169,7 @@ class WhisperSegModel:
         original = next(self.network.parameters()).dtype
         self.network.to(dtype)
         try:
-            self.network.save_pretrained(str(staging))
+            self.network.save_pretrained(str(staging), max_shard_size=MAX_SHARD_SIZE)
             self.tokenizer.hf.save_pretrained(str(staging))
         finally:
             self.network.to(original)

@@ -27,7 +27,8 @@ from whisperseg.segment import Segment
 from whisperseg.training import TrainingConfig, TrainingExample, TrainingProgress, finetune
 from whisperseg.view import as_viewed, choose_view, known_views
 
-BUNDLED_TINY_EN = "bundled:tiny.en"
+BUNDLED_PREFIX = "bundled:"  # then a name in conversion.BUNDLED_WHISPER, e.g. bundled:base
+BUNDLED_TINY_EN = f"{BUNDLED_PREFIX}tiny.en"
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ class Recipe:
         values = json.loads(Path(path).read_text())
         values["training"] = TrainingConfig(**values.get("training", {}))
         values["data_dir"] = str((Path(path).parent / values["data_dir"]).resolve())
-        if values["initial_model"] != BUNDLED_TINY_EN:
+        if not values["initial_model"].startswith(BUNDLED_PREFIX):
             values["initial_model"] = str((Path(path).parent / values["initial_model"]).resolve())
         values["exclude_species"] = tuple(values.get("exclude_species", ()))
         return cls(**values)
@@ -106,19 +107,20 @@ def as_served(example: TrainingExample, views: list[tuple[int, int]]) -> Trainin
 
 
 def initial_model(spec: str) -> WhisperSegModel:
-    """``bundled:tiny.en`` converts the bundled Whisper weights; anything else is a folder."""
-    if spec != BUNDLED_TINY_EN:
+    """``bundled:NAME`` converts bundled Whisper weights; anything else is a folder."""
+    if not spec.startswith(BUNDLED_PREFIX):
         if not (Path(spec) / "config.json").is_file():
             raise FileNotFoundError(
                 f"initial model {spec} not found: train the recipe that makes it first "
                 "(the shipped model's card gives the order)"
             )
         return WhisperSegModel.load(spec, device="cpu")
-    from whisperseg.conversion import bundled_tiny_en_dir, convert_ctranslate2_whisper
+    from whisperseg.conversion import bundled_whisper_dir, convert_ctranslate2_whisper
 
+    name = spec.removeprefix(BUNDLED_PREFIX)
     with tempfile.TemporaryDirectory() as scratch:
-        whisper_dir = convert_ctranslate2_whisper(bundled_tiny_en_dir(), Path(scratch) / "tiny.en")
-        return from_whisper(whisper_dir)
+        ct2_dir = bundled_whisper_dir(name, Path(scratch))
+        return from_whisper(convert_ctranslate2_whisper(ct2_dir, Path(scratch) / name))
 
 
 def run_recipe(

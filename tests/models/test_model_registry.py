@@ -117,14 +117,16 @@ def test_list_ready_reads_the_folder(models_dir: Path, tiny_folder: Path):
         _add_job_folder(models_dir, state, state, tiny_folder)
     shutil.copytree(tiny_folder, models_dir / ".staging.tmp")
     (models_dir / "no-weights").mkdir()
+    shutil.copytree(tiny_folder, models_dir / "whisperseg-base")  # shipped, not the default
     ready = ModelRegistry(models_dir).list_ready()
     assert [(m.name, m.kind, m.owner) for m in ready] == [
+        ("whisperseg-tiny", "whisperseg", None),  # the default first: frontends preselect it
         ("finetuned", "whisperseg", "alice"),
-        ("whisperseg-tiny", "whisperseg", None),
+        ("whisperseg-base", "whisperseg", None),
         ("zz-pulled", "whisperseg", None),
         (ENERGY_MODEL, "energy", None),
     ]
-    assert [m.can_finetune for m in ready] == [True, True, True, False]
+    assert [m.can_finetune for m in ready] == [True, True, True, True, False]
 
 
 def test_default_model(models_dir: Path, tmp_path_factory: pytest.TempPathFactory):

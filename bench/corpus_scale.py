@@ -19,10 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.live_server import SHIPPED_MODEL  # noqa: E402
-from bench.local_cluster import RedisServer, Workers  # noqa: E402
 from corpus.files import CorpusFile  # noqa: E402
 from corpus.run import segment_corpus  # noqa: E402
+from tests.support.live_server import SHIPPED_MODEL  # noqa: E402
+from tests.support.local_cluster import RedisServer, Workers  # noqa: E402
 from whisperseg.datasets import shared_data_dir  # noqa: E402
 
 

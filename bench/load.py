@@ -33,7 +33,7 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.live_server import (  # noqa: E402
+from tests.support.live_server import (  # noqa: E402
     SHARED_DATA,
     LiveServer,
     link_shipped_model,

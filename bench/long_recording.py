@@ -24,15 +24,15 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.live_server import (  # noqa: E402
+from bench.memory import RssSampler, multipart_file, upload_file, warm_up  # noqa: E402
+from server.settings import ServerSettings  # noqa: E402
+from tests.support.live_server import (  # noqa: E402
     SHARED_DATA,
     LiveServer,
     link_shipped_model,
     proc_status_kib,
     reset_peak_rss,
 )
-from bench.memory import RssSampler, multipart_file, upload_file, warm_up  # noqa: E402
-from server.settings import ServerSettings  # noqa: E402
 
 RATE = 32000
 SILENCE_S = 4.0

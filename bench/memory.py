@@ -31,7 +31,7 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.live_server import (  # noqa: E402
+from tests.support.live_server import (  # noqa: E402
     LiveServer,
     link_shipped_model,
     proc_status_kib,

@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.live_server import SHIPPED_MODEL, LiveServer, link_shipped_model  # noqa: E402
+from tests.support.live_server import SHIPPED_MODEL, LiveServer, link_shipped_model  # noqa: E402
 from whisperseg.datasets import find_recordings, load_recording, shared_data_dir  # noqa: E402
 from whisperseg.model import WhisperSegModel  # noqa: E402
 from whisperseg.segmentation import SPECIES_DEFAULTS, segment_recording  # noqa: E402

@@ -18,8 +18,8 @@ from flask.testing import FlaskClient
 from hypothesis import HealthCheck, settings
 
 from backend import create_app
-from bench.local_cluster import RedisServer, Workers
 from server.settings import ServerSettings
+from tests.support.local_cluster import RedisServer, Workers
 
 PROJECT = Path(__file__).resolve().parents[1]
 SHARED_DATA = PROJECT.parent / "shared" / "data"

@@ -16,7 +16,7 @@ from api_helpers import audio_bytes, serve_http, tone, upload
 from flask.testing import FlaskClient
 
 from audio import url_fetch
-from bench.live_server import LiveServer
+from tests.support.live_server import LiveServer
 
 SONG = audio_bytes(tone(2000, 0.5, 16000), 16000, subtype="PCM_16")
 # Addresses the server must never connect to by default, with the reason it names.

@@ -13,8 +13,8 @@ import soundfile as sf
 import torch
 from conftest import SHIPPED_MODEL
 
-from bench.local_cluster import PROJECT, Process, Workers, wait_until
 from example_audios.make_example_song import make_song
+from tests.support.local_cluster import PROJECT, Process, Workers, wait_until
 from whisperseg.cli import main
 
 pytestmark = pytest.mark.skipif(

@@ -12,8 +12,8 @@ from api_helpers import audio_bytes, upload
 from flask import Flask
 from flask.testing import FlaskClient
 
-from bench.local_cluster import RedisServer, Workers, free_port, wait_until
 from example_audios.make_example_song import make_song
+from tests.support.local_cluster import RedisServer, Workers, free_port, wait_until
 
 SONG_SECONDS = 10.0
 

@@ -24,7 +24,7 @@ from typing import Literal
 
 import requests
 
-PROJECT = Path(__file__).resolve().parents[1]
+PROJECT = Path(__file__).resolve().parents[2]
 SHIPPED_MODEL = PROJECT / "models" / "whisperseg-tiny"
 SHARED_DATA = PROJECT.parent / "shared" / "data"
 GUNICORN_APP = "backend:create_app_from_env()"

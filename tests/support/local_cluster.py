@@ -21,7 +21,7 @@ from pathlib import Path
 
 import redis
 
-PROJECT = Path(__file__).resolve().parents[1]
+PROJECT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT_S = 120
 
 

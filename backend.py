@@ -21,7 +21,6 @@ import numpy as np
 from flask import Flask, Response, current_app, request
 from flask_cors import CORS
 
-from annotations.export import FORMATS
 from annotations.labels import LabelledRecording, merge_labels, training_clips
 from api.errors import ERROR_STATUSES
 from api.json_api import ApiError, JsonApi
@@ -71,6 +70,7 @@ from jobs.finetune import finetune_config
 from server.services import Services
 from server.settings import ServerSettings, SettingsError
 from spectrogram import SpecConfig, compute_db, render_jpeg_base64, resolve_config, row_frequencies
+from whisperseg.export import FORMATS
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,8 @@ command that starts a Celery worker for the distributed mode.
 
 A job's ``models/<name>/job.json`` is created when it is queued and rewritten on
 every state change (and at most every ``write_interval_s`` during training), always
-atomically (``jobs.finetune``). Embedded jobs cannot outlive the process (their clips
+atomically (``jobs.store``); the job itself runs as on a worker
+(``jobs.finetune.run_job``). Embedded jobs cannot outlive the process (their clips
 live in memory): a new worker marks the ones it finds queued or training as failed.
 
 ``python finetune_worker.py --broker URL --models-dir DIR --data-dir DIR`` runs the
@@ -15,18 +16,16 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
-from jobs.finetune import FINETUNE_DEFAULTS, create_job_folder, install, stage_model, train_job
+from jobs.finetune import FINETUNE_DEFAULTS, run_job
 from jobs.record import INTERRUPTED, JobRecord, JobState, UnknownJobError
-from model_registry import JOB_FILE, ModelNameError, ModelRegistry, read_job
-from server.durable import write_json_atomic
+from jobs.store import JobStore
+from model_registry import ModelNameError, ModelRegistry
 from whisperseg.adaptation import AdaptationConfig
-from whisperseg.training import TrainingCancelled, TrainingExample, TrainingProgress
+from whisperseg.training import TrainingExample
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +41,8 @@ class FinetuneWorker:
 
     Training loads its own copy of the initial model from disk, so the registry's
     cached inference models are never touched and inference goes on meanwhile.
-    Job records change under ``_lock``; ``job.json`` files are written after it is
-    released (in order, under ``_write_lock``), so listing jobs never waits on a disk.
+    The queue and the records change under ``_lock``; ``job.json`` files are written
+    after it is released (``JobStore``), so listing jobs never waits on a disk.
     Call :meth:`close` when done: it stops the thread.
     """
 
@@ -52,45 +51,25 @@ class FinetuneWorker:
     ):
         self.registry = registry
         self.device = device or registry.device
-        self.write_interval_s = write_interval_s
+        self.store = JobStore(registry.models_dir, write_interval_s)
         self._lock = threading.Condition()
-        self._write_lock = threading.Lock()
         self._records: dict[str, JobRecord] = {}
         self._queue: deque[str] = deque()
         self._pending: dict[str, _Pending] = {}
         self._cancel_requested: set[str] = set()
         self._closed = False
-        self._last_write = 0.0
         registry.models_dir.mkdir(parents=True, exist_ok=True)
         self._recover()
         self._thread = threading.Thread(target=self._run, name="finetune-worker", daemon=True)
         self._thread.start()
 
-    def _folder(self, name: str) -> Path:
-        return self.registry.models_dir / name
-
     def _recover(self) -> None:
         """Load every job record; those a previous process left unfinished become failed."""
-        for folder in self.registry.folders():
-            values = read_job(folder)
-            if not values:
-                continue
-            record = JobRecord.from_dict(folder.name, values)
+        for record in self.store.records():
             self._records[record.name] = record
             if record.active:
                 record.finish("failed", INTERRUPTED)
-                self._persist(record.name)
-
-    def _persist(self, name: str) -> None:
-        """Write a job's current record to its ``job.json``; call without holding ``_lock``."""
-        with self._write_lock:
-            with self._lock:
-                record = self._records.get(name)
-                if record is None:
-                    return
-                values = asdict(record)
-                self._last_write = time.monotonic()
-            write_json_atomic(self._folder(name) / JOB_FILE, values)
+                self.store.save(record)
 
     def submit(
         self,
@@ -114,7 +93,7 @@ class FinetuneWorker:
             self._records[name] = record  # reserves the name while the folder is made
         try:
             self.registry.whisperseg_folder(initial_model)
-            create_job_folder(self.registry.models_dir, record)
+            self.store.create(record)
         except BaseException:
             with self._lock:
                 self._records.pop(name, None)
@@ -140,7 +119,7 @@ class FinetuneWorker:
                 self._cancel_requested.add(name)
             snapshot = dataclasses.replace(record)
         if queued:
-            self._persist(name)
+            self.store.save(snapshot)
         return snapshot
 
     def jobs(self) -> list[JobRecord]:
@@ -164,9 +143,10 @@ class FinetuneWorker:
             for name in dropped:
                 del self._pending[name]
                 self._records[name].finish("failed", INTERRUPTED)
+            ended = [dataclasses.replace(self._records[name]) for name in dropped]
             self._lock.notify_all()
-        for name in dropped:
-            self._persist(name)
+        for record in ended:
+            self.store.save(record)
         self._thread.join(timeout)
 
     def _run(self) -> None:
@@ -180,9 +160,20 @@ class FinetuneWorker:
                 pending = self._pending.pop(name)
                 record = self._records[name]
                 record.start()
-            self._persist(name)
+            self.store.save(record)
             try:
-                self._train(record, pending)
+                ended = run_job(
+                    self.store,
+                    self.registry,
+                    record,
+                    lambda pending=pending: pending.examples,
+                    pending.config,
+                    self.device,
+                    should_stop=lambda name=name: self._should_stop(name),
+                    stopped=lambda name=name: self._stop_outcome(name),
+                )
+                with self._lock:
+                    self._records[name] = ended
             except Exception:
                 log.exception("finetune worker: bookkeeping of job %r failed", name)
             finally:
@@ -193,47 +184,11 @@ class FinetuneWorker:
         with self._lock:
             return self._closed or name in self._cancel_requested
 
-    def _end(self, record: JobRecord, state: JobState, error: str | None = None) -> None:
+    def _stop_outcome(self, name: str) -> tuple[JobState, str | None]:
+        """A job stopped on request is cancelled; one stopped by closing, interrupted."""
         with self._lock:
-            record.finish(state, error)
-        self._persist(record.name)
-
-    def _train(self, record: JobRecord, pending: _Pending) -> None:
-        """Train one job and record how it ended; only bookkeeping errors escape."""
-        name = record.name
-        try:
-            model, result = train_job(
-                self.registry,
-                record,
-                pending.examples,
-                pending.config,
-                self.device,
-                progress=lambda p: self._progress(record, p),
-                should_stop=lambda: self._should_stop(name),
-            )
-            with self._lock:
-                snapshot = dataclasses.replace(record)
-            staging, done = stage_model(
-                self.registry.models_dir, snapshot, model, result, self.device
-            )
-            with self._write_lock:
-                install(staging, self._folder(name))
-                with self._lock:
-                    self._records[name] = done
-        except TrainingCancelled:
-            with self._lock:
-                cancelled = name in self._cancel_requested
-            self._end(record, *(("cancelled",) if cancelled else ("failed", INTERRUPTED)))
-        except Exception as exc:
-            log.exception("finetuning %r failed", name)
-            self._end(record, "failed", str(exc) or type(exc).__name__)
-
-    def _progress(self, record: JobRecord, progress: TrainingProgress) -> None:
-        with self._lock:
-            record.report(progress)
-            due = time.monotonic() - self._last_write >= self.write_interval_s
-        if due:
-            self._persist(record.name)
+            cancelled = name in self._cancel_requested
+        return ("cancelled", None) if cancelled else ("failed", INTERRUPTED)
 
 
 if __name__ == "__main__":

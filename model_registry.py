@@ -13,29 +13,19 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
-from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
-
-import numpy as np
+from typing import Literal
 
 from whisperseg import ct2
-from whisperseg.autoconfig import coarsest, settings_for_recording
-from whisperseg.energy import EnergyParams, energy_segments
 from whisperseg.model import WhisperSegModel, pick_device
-from whisperseg.segment import Segment
-from whisperseg.segmentation import SegmentationConfig, segment_recording
+from whisperseg.model_cache import ModelCache, folder_identity
 
 log = logging.getLogger(__name__)
 
 ENERGY_MODEL = "energy-threshold"
 DEFAULT_MODEL = "whisperseg-tiny"
 JOB_FILE = "job.json"
-# Key of the segmentation settings a finetuned model was trained with: inference without
-# a species uses them (inference_config).
-FINETUNED_CONFIG_KEY = "finetuned"
 MAX_NAME_LENGTH = 64
 # Job states that leave a folder behind but free its name for a new model.
 FREE_STATES = ("failed", "cancelled")
@@ -65,17 +55,6 @@ class ModelInfo:
     @property
     def can_finetune(self) -> bool:
         return self.kind == "whisperseg"
-
-
-class Segmenter(Protocol):
-    """Segments stretches of one recording, with settings fixed for that recording."""
-
-    @property
-    def context_seconds(self) -> float:
-        """How much audio around a call the segmenter looks at (sizes chunk margins)."""
-        ...
-
-    def segment(self, audio: np.ndarray, sr: int) -> list[Segment]: ...
 
 
 def read_job(folder: Path) -> dict | None:
@@ -111,81 +90,13 @@ def _name_problem(name: str) -> str | None:
     return None
 
 
-def inference_config(
-    model: WhisperSegModel, min_frequency: float | None = None
-) -> SegmentationConfig:
-    """The settings a model segments with when the request names no species, before
-    the audio is known.
-
-    A finetuned model's own settings (``FINETUNED_CONFIG_KEY``) come first. Otherwise,
-    of the species settings the model lists, the coarsest time step: the cheapest (the
-    shipped model's 2.5 ms zebra finch columns cost 2.5x less than its 1 ms canary
-    ones) and fine enough for calls of 10 ms and more. The listed order cannot decide:
-    ``config.json`` is saved with sorted keys. ``min_frequency`` overrides the band floor.
-    """
-    configs = model.default_segmentation_config
-    if FINETUNED_CONFIG_KEY in configs:
-        config = SegmentationConfig.from_dict(configs[FINETUNED_CONFIG_KEY])
-    else:
-        config = coarsest(configs)
-    return config if min_frequency is None else replace(config, min_frequency=min_frequency)
-
-
-def recording_config(
-    model: WhisperSegModel, audio: np.ndarray, sr: int, min_frequency: float | None = None
-) -> SegmentationConfig:
-    """A finetuned model's own settings; for any other, settings read off the recording
-    (``whisperseg.autoconfig``), so a 16 kHz mammal is not segmented as a 32 kHz finch.
-    The choice and its reason go to the server log."""
-    if FINETUNED_CONFIG_KEY in model.default_segmentation_config:
-        return inference_config(model, min_frequency)
-    choice = settings_for_recording(model.default_segmentation_config, audio, sr, min_frequency)
-    log.info("no species given: %s", choice.reason)
-    return choice.config
-
-
-@dataclass(frozen=True)
-class WhisperSegSegmenter:
-    model: WhisperSegModel
-    config: SegmentationConfig
-
-    def segment(self, audio: np.ndarray, sr: int) -> list[Segment]:
-        return segment_recording(self.model, audio, sr, self.config)
-
-    @property
-    def context_seconds(self) -> float:
-        """One decoding window of the recording."""
-        return self.model.total_spec_columns * self.config.spec_time_step
-
-
-@dataclass(frozen=True)
-class EnergySegmenter:
-    """``min_frequency`` can raise the band floor, never lower it (``EnergyParams.with_floor``)."""
-
-    min_frequency: float | None = None
-    cluster: str = "vocal"
-
-    def segment(self, audio: np.ndarray, sr: int) -> list[Segment]:
-        params = EnergyParams.with_floor(self.min_frequency)
-        return energy_segments(audio, sr, params, self.cluster)
-
-    @property
-    def context_seconds(self) -> float:
-        """Frames, smoothing and the longest call it joins: well under a second."""
-        return 1.0
-
-
 class ModelRegistry:
     """Lists, validates and lazily loads the models of one folder; safe to share across threads."""
 
     def __init__(self, models_dir: Path | str, max_loaded: int = 2, device: str | None = None):
         self.models_dir = Path(models_dir)
-        self.max_loaded = max(1, max_loaded)
         self.device = device
-        self._lock = threading.Lock()
-        # name -> (identity of its config.json when loaded, model), least recently used first
-        self._loaded: OrderedDict[str, tuple[tuple[int, int], WhisperSegModel]] = OrderedDict()
-        self._load_locks: dict[str, threading.Lock] = {}
+        self._cache = ModelCache(max_loaded)
 
     def folders(self) -> list[Path]:
         """Candidate model folders; hidden ones are staging or retired copies."""
@@ -239,30 +150,19 @@ class ModelRegistry:
             raise UnknownModelError(f"model {name!r} is not ready")
         return folder
 
-    def segmenter(
-        self, name: str, audio: np.ndarray, sr: int, min_frequency: float | None = None
-    ) -> Segmenter:
-        """Model ``name`` with the settings for this recording (``recording_config``)."""
-        if name == ENERGY_MODEL:
-            return EnergySegmenter(min_frequency)
-        model = self.load(name)
-        return WhisperSegSegmenter(model, recording_config(model, audio, sr, min_frequency))
-
     def identity(self, name: str) -> tuple[int, int]:
         """Changes when a model's folder is replaced: keys cached models and kept predictions."""
         if name == ENERGY_MODEL:
             return (0, 0)
         try:
-            info = (self.whisperseg_folder(name) / "config.json").stat()
+            return folder_identity(self.whisperseg_folder(name))
         except FileNotFoundError as exc:
             raise UnknownModelError(f"model {name!r} is not ready") from exc
-        return (info.st_ino, info.st_mtime_ns)
 
     @property
     def loaded_names(self) -> list[str]:
         """Names of the models in memory, least recently used first."""
-        with self._lock:
-            return list(self._loaded)
+        return self._cache.names
 
     def load(self, name: str) -> WhisperSegModel:
         """The cached inference model, loaded on first use (once, however many ask at once).
@@ -270,21 +170,9 @@ class ModelRegistry:
         A folder replaced since it was loaded (same name, new weights) is loaded again.
         """
         folder = self.whisperseg_folder(name)
-        identity = self.identity(name)
-        with self._lock:
-            name_lock = self._load_locks.setdefault(name, threading.Lock())
-        with name_lock:
-            model = self._cached(name, identity)
-            if model is None:
-                model = self._load_for_inference(folder)
-                with self._lock:
-                    self._loaded[name] = (identity, model)
-                    self._loaded.move_to_end(name)
-                    while len(self._loaded) > self.max_loaded:
-                        self._loaded.popitem(last=False)
-            return model
+        return self._cache.get(name, self.identity(name), lambda: self._load(folder))
 
-    def _load_for_inference(self, folder: Path) -> WhisperSegModel:
+    def _load(self, folder: Path) -> WhisperSegModel:
         """int8 torch on the CPU; CTranslate2 on a GPU (its copy made now if missing).
 
         On this project's 2-core CPU, torch int8 decodes faster than CTranslate2 int8
@@ -296,11 +184,3 @@ class ModelRegistry:
             except Exception:
                 log.warning("no CTranslate2 copy of %s: decoding with torch", folder, exc_info=True)
         return WhisperSegModel.load(folder, device=self.device, quantize=True)
-
-    def _cached(self, name: str, identity: tuple[int, int]) -> WhisperSegModel | None:
-        with self._lock:
-            entry = self._loaded.get(name)
-            if entry is None or entry[0] != identity:
-                return None
-            self._loaded.move_to_end(name)
-            return entry[1]

@@ -1,7 +1,7 @@
 """Human-in-the-loop labels: the /get-labels merge rule and /finetune-whisperseg training clips.
 
 The frontend labels a segment with species, individual and cluster name; the model
-knows one cluster string. Finetuning joins the three with ``CLUSTER_SEPARATOR`` so a
+knows one cluster string. Finetuning joins the three (``whisperseg.segment.join_cluster``) so a
 finetuned model predicts all three, and predictions are split back the same way.
 """
 
@@ -13,14 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from whisperseg.segment import Segment
+from whisperseg.export import has_value
+from whisperseg.segment import UNKNOWN, Segment, join_cluster, split_cluster
 from whisperseg.segmentation import time_step_from_labels
 from whisperseg.training import TrainingExample
-
-CLUSTER_SEPARATOR = "<==SEPARATOR==>"
-UNKNOWN = "Unknown"
-# What the frontend sends for "no value": a missing key, null, "" or its -1 placeholder.
-NO_VALUE = (None, "", -1, "-1")
 
 Area = tuple[float, float]
 
@@ -32,26 +28,9 @@ class NoTrainingData(ValueError):
         super().__init__("No valid training data specified. Re-check the annotated areas.")
 
 
-def has_value(value: object) -> bool:
-    """False for the frontend's "no value" markers (see :data:`NO_VALUE`)."""
-    return value not in NO_VALUE
-
-
 def label_name(value: object) -> str:
     """A species, individual or cluster name; "no value" becomes :data:`UNKNOWN`."""
     return str(value) if has_value(value) else UNKNOWN
-
-
-def join_cluster(species: str, individual: str, clustername: str) -> str:
-    return CLUSTER_SEPARATOR.join((species, individual, clustername))
-
-
-def split_cluster(cluster: str) -> tuple[str, str, str]:
-    """(species, individual, clustername); a plain cluster string is the cluster name."""
-    parts = cluster.split(CLUSTER_SEPARATOR)
-    if len(parts) == 3:
-        return parts[0], parts[1], parts[2]
-    return UNKNOWN, UNKNOWN, cluster
 
 
 @dataclass(frozen=True, slots=True)

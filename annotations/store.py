@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from server.durable import utc_timestamp
+from whisperseg.durable import utc_timestamp
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS annotation_versions (

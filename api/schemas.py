@@ -374,7 +374,8 @@ class JobReply(Reply):
             created=job.created,
             started=job.started,
             finished=job.finished,
-            validation=job.validation,
+            validation=job.validation
+            and ValidationReply.model_validate(job.validation, from_attributes=True),
             attempts=job.attempts,
         )
 

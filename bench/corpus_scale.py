@@ -19,10 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from corpus.files import CorpusFile  # noqa: E402
-from corpus.run import segment_corpus  # noqa: E402
+from distributed.corpus import segment_on_workers  # noqa: E402
 from tests.support.live_server import SHIPPED_MODEL  # noqa: E402
 from tests.support.local_cluster import RedisServer, Workers  # noqa: E402
+from whisperseg.corpus import CorpusFile, segment_corpus  # noqa: E402
 from whisperseg.datasets import shared_data_dir  # noqa: E402
 
 
@@ -44,7 +44,9 @@ def run(template: CorpusFile, broker_url: str, out: Path) -> tuple[float, float,
     """(wall seconds, audio seconds, files) of one whole run into an empty ``out``."""
     job = CorpusFile(**{**template.to_message(), "out": str(out)})
     started = time.monotonic()
-    summary = segment_corpus(job, broker_url, show_progress=False)
+    summary = segment_corpus(
+        job, lambda files: segment_on_workers(files, broker_url), show_progress=False
+    )
     wall = time.monotonic() - started
     if summary.failed:
         sys.exit(f"failed: {summary.failed[:3]}")

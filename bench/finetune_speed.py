@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from annotations.labels import Label, LabelledRecording, split_cluster, training_clips  # noqa: E402
+from annotations.labels import Label, LabelledRecording, training_clips  # noqa: E402
 from example_audios.make_example_song import make_song  # noqa: E402
 from jobs.finetune import finetune_config  # noqa: E402
 from server.settings import ServerSettings  # noqa: E402
@@ -32,7 +32,10 @@ from whisperseg.adaptation import adapt  # noqa: E402
 from whisperseg.datasets import find_recordings, load_recording, shared_data_dir  # noqa: E402
 from whisperseg.metrics import evaluate_files  # noqa: E402
 from whisperseg.model import WhisperSegModel  # noqa: E402
-from whisperseg.segment import Segment  # noqa: E402
+from whisperseg.segment import (
+    Segment,  # noqa: E402
+    split_cluster,  # noqa: E402
+)
 from whisperseg.segmentation import SegmentationConfig, segment_recording  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -88,8 +91,8 @@ def run_story(
         f"job {train_seconds:6.1f} s (loss {np.mean(losses[:10]):.2f} -> "
         f"{np.mean(losses[-10:]):.2f}); unlabelled {len(rest) / sr:5.1f} s: "
         f"segment F1 {scores['segment_f1']:.3f}, frame F1 {scores['frame_f1']:.3f}; "
-        f"validation {result.validation['verdict']} "
-        f"(finetuned {result.validation['finetuned_segment_f1']:.3f})"
+        f"validation {result.validation.verdict} "
+        f"(finetuned {result.validation.finetuned_segment_f1:.3f})"
     )
 
 

@@ -29,7 +29,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.new_species import mammal_like  # noqa: E402
 from bench.recipe_variants import SHIPPED_RECIPE, leave_out  # noqa: E402
-from model_registry import EnergySegmenter, recording_config  # noqa: E402
 from spectrogram import compute_db, render_jpeg_base64, resolve_config  # noqa: E402
 from whisperseg.datasets import (  # noqa: E402
     AnnotatedRecording,
@@ -49,6 +48,7 @@ from whisperseg.metrics import evaluate_files  # noqa: E402
 from whisperseg.model import WhisperSegModel  # noqa: E402
 from whisperseg.segment import Segment  # noqa: E402
 from whisperseg.segmentation import segment_recording  # noqa: E402
+from whisperseg.segmenters import EnergySegmenter, served_config  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parents[1]
 TRACK_HEIGHT = 24
@@ -116,7 +116,7 @@ def print_mammal_like(model: WhisperSegModel) -> None:
     without a species, beside the energy baseline, at 20 ms."""
     audio, sr, truth = mammal_like()
     found = {
-        "whisperseg": segment_recording(model, audio, sr, recording_config(model, audio, sr)),
+        "whisperseg": segment_recording(model, audio, sr, served_config(model, audio, sr).config),
         "energy-threshold": EnergySegmenter(None).segment(audio, sr),
     }
     print(f"\ngenerated mammal-like calls, 16 kHz, {len(truth)} calls, no species given:")

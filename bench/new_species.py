@@ -196,10 +196,10 @@ def run(story: Story, config: AdaptationConfig, save_to: Path | None = None) -> 
         f"{story.tolerance * 1000:.0f} ms: energy {scores['energy']:.3f}, base "
         f"{scores['base']:.3f}, finetuned {scores['finetuned']:.3f} (untidied "
         f"{scores['untidied']:.3f}); job {wall:.0f} s\n"
-        f"  validation on {v['held_out_segments']} held-back labels at "
-        f"{v['tolerance'] * 1000:.0f} ms: energy {v['energy_segment_f1']:.3f}, base "
-        f"{v['base_segment_f1']:.3f}, finetuned {v['finetuned_segment_f1']:.3f} -> "
-        f"{v['verdict']}\n  settings {result.segmentation}",
+        f"  validation on {v.held_out_segments} held-back labels at "
+        f"{v.tolerance * 1000:.0f} ms: energy {v.energy_segment_f1:.3f}, base "
+        f"{v.base_segment_f1:.3f}, finetuned {v.finetuned_segment_f1:.3f} -> "
+        f"{v.verdict}\n  settings {result.segmentation}",
         flush=True,
     )
     return scores

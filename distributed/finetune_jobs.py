@@ -15,16 +15,15 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 
 from distributed.app import FINETUNE_TASK
 from distributed.broker import Broker
 from distributed.messages import config_to_message, example_to_message
-from jobs.finetune import FINETUNE_DEFAULTS, create_job_folder
+from jobs.finetune import FINETUNE_DEFAULTS
 from jobs.record import JobRecord, UnknownJobError
-from model_registry import JOB_FILE, ModelRegistry, read_job
-from server.durable import write_json_atomic
+from jobs.store import JobStore
+from model_registry import ModelRegistry
 from whisperseg.adaptation import AdaptationConfig
 from whisperseg.training import TrainingExample
 
@@ -38,6 +37,8 @@ class CeleryFinetuneJobs:
 
     def __init__(self, registry: ModelRegistry, broker: Broker, audio_dir: Path):
         self.registry, self.broker, self.audio_dir = registry, broker, audio_dir
+        self.store = JobStore(registry.models_dir)
+        self.store = JobStore(registry.models_dir)
         self._submitting = threading.Lock()  # one name check and folder creation at a time
         registry.models_dir.mkdir(parents=True, exist_ok=True)
 
@@ -61,7 +62,7 @@ class CeleryFinetuneJobs:
                 "examples": [example_to_message(self.audio_dir, e) for e in examples],
                 "config": config_to_message(config or FINETUNE_DEFAULTS),
             }
-            create_job_folder(self.registry.models_dir, record)
+            self.store.create(record)
             try:
                 queue = self.broker.queue_for(wants_gpu=True)
                 self.broker.send(FINETUNE_TASK, message, queue, task_id=record.task_id)
@@ -79,21 +80,19 @@ class CeleryFinetuneJobs:
         self.broker.cancel(record.task_id or name, revoke=queued)
         if queued:
             record.finish("cancelled")
-            write_json_atomic(self.registry.models_dir / name / JOB_FILE, asdict(record))
+            self.store.save(record)
         return dataclasses.replace(record)
 
     def jobs(self) -> list[JobRecord]:
-        records = [self._record(folder) for folder in self.registry.folders()]
-        return sorted((r for r in records if r is not None), key=lambda r: r.created)
+        return self.store.records()
 
     def job(self, name: str) -> JobRecord | None:
-        folder = self.registry.models_dir / name
         for delay in REREAD_DELAYS_S:
-            record = self._record(folder)
+            record = self.store.load(name)
             if record is not None or not any(self._staged(name)):
                 return record
             time.sleep(delay)
-        return self._record(folder)
+        return self.store.load(name)
 
     def close(self, timeout: float | None = None) -> None:
         """Jobs belong to the workers: closing the server leaves them running."""
@@ -101,8 +100,3 @@ class CeleryFinetuneJobs:
 
     def _staged(self, name: str):
         return self.registry.models_dir.glob(f".{name}.*")
-
-    @staticmethod
-    def _record(folder: Path) -> JobRecord | None:
-        values = read_job(folder)
-        return JobRecord.from_dict(folder.name, values) if values else None

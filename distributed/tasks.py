@@ -9,24 +9,21 @@ atomically, so a second run only writes the same file again.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from celery import Celery
 
-from corpus.files import CorpusFile, segment_corpus_file
 from distributed import shared_audio
 from distributed.app import FINETUNE_TASK, SEGMENT_FILE_TASK, SEGMENT_RUN_TASK
 from distributed.messages import config_from_message, example_from_message
 from distributed.state import SharedState
 from inference.service import segment_channel
-from jobs.finetune import install, stage_model, train_job
-from jobs.record import JobRecord
-from model_registry import JOB_FILE, ModelRegistry, read_job
-from server.durable import write_json_atomic
+from jobs.finetune import run_job
+from jobs.store import JobStore
+from model_registry import ModelRegistry
+from whisperseg.corpus import CorpusFile, segment_corpus_file
 from whisperseg.files import load_model
-from whisperseg.training import TrainingCancelled, TrainingProgress
 
 log = logging.getLogger(__name__)
 # A job whose worker was lost this many times is not handed out again: it may be what
@@ -42,8 +39,8 @@ class WorkerContext:
     registry: ModelRegistry
     audio_dir: Path
     state: SharedState
+    jobs: JobStore
     device: str | None = None
-    write_interval_s: float = 1.0
 
 
 def register(app: Celery, context: WorkerContext) -> None:
@@ -62,33 +59,13 @@ def register(app: Celery, context: WorkerContext) -> None:
         return run_corpus_file(context, message)
 
 
-class _RecordWriter:
-    """Writes a job's record to its ``job.json``, progress at most every interval."""
-
-    def __init__(self, folder: Path, record: JobRecord, interval_s: float):
-        self.folder, self.record, self.interval_s = folder, record, interval_s
-        self._last = 0.0
-
-    def write(self) -> None:
-        write_json_atomic(self.folder / JOB_FILE, asdict(self.record))
-        self._last = time.monotonic()
-
-    def progress(self, progress: TrainingProgress) -> None:
-        self.record.report(progress)
-        if time.monotonic() - self._last >= self.interval_s:
-            self.write()
-
-
 def run_finetune(context: WorkerContext, message: dict) -> None:
     """Train the job named in ``message`` unless it has ended or was cancelled meanwhile."""
-    name = message["name"]
-    folder = context.registry.models_dir / name
-    values = read_job(folder)
-    record = JobRecord.from_dict(name, values) if values else None
+    store = context.jobs
+    record = store.load(message["name"])
     if record is None or not record.active:
         return  # gone, cancelled while queued, or a second delivery of a finished job
-    job_id = record.task_id or name
-    writer = _RecordWriter(folder, record, context.write_interval_s)
+    job_id = record.task_id or record.name
     if context.state.cancel_requested(job_id):
         record.finish("cancelled")
     elif record.attempts >= MAX_ATTEMPTS:
@@ -96,35 +73,18 @@ def run_finetune(context: WorkerContext, message: dict) -> None:
     else:
         record.start()
         record.worker = context.name
-        writer.write()
-        if _train(context, message, writer, job_id):
-            return  # the done record came with the model folder
-    writer.write()
-
-
-def _train(context: WorkerContext, message: dict, writer: _RecordWriter, job_id: str) -> bool:
-    """Train and put the model in place (True), or record how the job ended (False)."""
-    record = writer.record
-    try:
-        examples = [example_from_message(context.audio_dir, e) for e in message["examples"]]
-        model, result = train_job(
+        store.save(record)
+        run_job(
+            store,
             context.registry,
             record,
-            examples,
+            lambda: [example_from_message(context.audio_dir, e) for e in message["examples"]],
             config_from_message(message["config"]),
             context.device,
-            progress=writer.progress,
             should_stop=lambda: context.state.cancel_requested(job_id),
         )
-        staging, _ = stage_model(context.registry.models_dir, record, model, result, context.device)
-        install(staging, writer.folder)
-        return True
-    except TrainingCancelled:
-        record.finish("cancelled")
-    except Exception as exc:
-        log.exception("finetuning %r failed", record.name)
-        record.finish("failed", str(exc) or type(exc).__name__)
-    return False
+        return
+    store.save(record)
 
 
 def run_segmentation(context: WorkerContext, message: dict) -> None:

@@ -22,6 +22,7 @@ from distributed import shared_audio
 from distributed.app import CPU_QUEUE, DEFAULT_VISIBILITY_TIMEOUT_S, GPU_QUEUE, celery_app
 from distributed.state import HEARTBEAT_EVERY_S, SharedState, redis_client
 from distributed.tasks import WorkerContext, register
+from jobs.store import JobStore
 from model_registry import ModelRegistry
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,8 @@ def main(argv: list[str] | None = None) -> None:
     registry = ModelRegistry(args.models_dir, device=args.device)
     name = f"whisperseg-{os.getpid()}@{socket.gethostname()}"
     audio_dir = shared_audio.audio_folder(args.data_dir)
-    register(app, WorkerContext(name, registry, audio_dir, state, args.device))
+    jobs = JobStore(args.models_dir)
+    register(app, WorkerContext(name, registry, audio_dir, state, jobs, args.device))
 
     def set_threads(**_) -> None:
         import torch

@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -193,12 +193,11 @@ class RunStore:
                 self._by_id.pop(run.run_id, None)
 
 
-def compute(
-    run: SegmentationRun, chunks: Callable[[], Iterable[tuple[float, list[Segment]]]]
-) -> RunStatus:
-    """Fill a started ``run`` from ``chunks`` (progress, segments); record how it ended."""
+def compute(run: SegmentationRun, chunks: Iterable[tuple[float, list[Segment]]]) -> RunStatus:
+    """Fill a started ``run`` from lazy ``chunks`` (progress, segments); record how it ended,
+    errors of the chunks' first step included."""
     try:
-        for progress, segments in chunks():
+        for progress, segments in chunks:
             run.add(progress, segments)
     except RunCancelled:
         run.finish("cancelled")

@@ -21,15 +21,34 @@ import numpy as np
 from audio.codec import to_float32
 from audio_store import AudioStore
 from inference.runs import RunKey, RunStatus, RunStore, SegmentationRun, compute
-from model_registry import ModelRegistry
+from model_registry import ENERGY_MODEL, ModelRegistry
 from whisperseg.chunks import segment_in_chunks
 from whisperseg.segment import Segment
+from whisperseg.segmenters import (
+    EnergySegmenter,
+    Segmenter,
+    WhisperSegSegmenter,
+    served_config,
+)
 
 log = logging.getLogger(__name__)
 # Retries when the run a request waited for was cancelled or failed under it.
 MAX_ATTEMPTS = 3
 
 Chunks = Iterator[tuple[float, list[Segment]]]
+
+
+def segmenter_for(
+    models: ModelRegistry, name: str, audio: np.ndarray, sr: int, min_frequency: float | None
+) -> Segmenter:
+    """Model ``name`` with the settings for this recording (``served_config``); the choice
+    and its reason go to the server log."""
+    if name == ENERGY_MODEL:
+        return EnergySegmenter(min_frequency)
+    model = models.load(name)
+    choice = served_config(model, audio, sr, min_frequency)
+    log.info("no species given: %s", choice.reason)
+    return WhisperSegSegmenter(model, choice.config)
 
 
 def segment_channel(
@@ -41,14 +60,15 @@ def segment_channel(
     first_chunk: int = 0,
 ) -> Chunks:
     """(fraction done, segments) chunk by chunk from ``first_chunk``, with margins of two
-    model contexts so a call across a chunk edge is found whole."""
-    segmenter = models.segmenter(model_name, samples, sr, min_frequency)
-    margin = 2 * segmenter.context_seconds
+    model contexts so a call across a chunk edge is found whole. Nothing runs (nor fails)
+    before the first chunk is asked for."""
+    segmenter = segmenter_for(models, model_name, samples, sr, min_frequency)
 
     def segment(part: np.ndarray) -> list[Segment]:
         return segmenter.segment(to_float32(part), sr)
 
-    return segment_in_chunks(segment, samples, sr, margin, first_chunk)
+    margin = 2 * segmenter.context_seconds
+    yield from segment_in_chunks(segment, samples, sr, margin, first_chunk)
 
 
 class RunQueue(Protocol):
@@ -67,6 +87,7 @@ class LocalRunQueue:
     """One thread of this process computing runs one at a time (the embedded mode)."""
 
     def __init__(self, chunks: Callable[[RunKey], Chunks]):
+        """``chunks(key)`` segments the channel of ``key`` lazily (``segment_channel``)."""
         self._chunks = chunks
         self._lock = threading.Condition()
         self._queue: deque[SegmentationRun] = deque()
@@ -102,7 +123,7 @@ class LocalRunQueue:
             if not run.try_start():
                 continue  # cancelled, or taken over by a request that needed it first
             try:
-                compute(run, lambda run=run: self._chunks(run.key))
+                compute(run, self._chunks(run.key))
             except Exception:
                 log.exception("segmentation job %s failed", run.run_id)
 
@@ -130,7 +151,7 @@ class SegmentationService:
         for _ in range(MAX_ATTEMPTS):
             run, _ = self.runs.claim(key)
             mine = run.try_start()
-            status = compute(run, lambda: self._chunks(key)) if mine else run.wait()
+            status = compute(run, self._chunks(key)) if mine else run.wait()
             if status.state == "done":
                 return status.segments
         raise RuntimeError(f"segmentation of {key.audio_id} was interrupted {MAX_ATTEMPTS} times")
@@ -165,7 +186,8 @@ class SegmentationService:
         self.queue.close(timeout)
 
     def _chunks(self, key: RunKey) -> Chunks:
+        """Lazy, like ``segment_channel``: a channel released meanwhile fails the run."""
         channel = self.audio.get(key.audio_id)
-        return segment_channel(
+        yield from segment_channel(
             self.models, key.model_name, channel.samples, channel.sample_rate, key.min_frequency
         )

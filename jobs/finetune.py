@@ -1,29 +1,31 @@
 """One finetuning job's work, the same in the server's thread and on a Celery worker.
 
-The job folder is created whole (a staging folder renamed into place) when the job is
-queued. The trained weights are saved to another staging folder together with the final
-``job.json`` (state ``done``) and the model card, and the caller renames that folder into
-place, so a model never looks ready half-written.
+The job folder is created whole (``JobStore.create``) when the job is queued. The
+trained weights are saved to another staging folder together with the final
+``job.json`` (state ``done``) and the model card, and that folder is renamed into place, so a
+model never looks ready half-written.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import shutil
-import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
 from pathlib import Path
 
-from jobs.record import JobRecord
-from model_registry import FINETUNED_CONFIG_KEY, JOB_FILE, ModelRegistry
-from server.durable import utc_timestamp, write_json_atomic
+from jobs.record import JobRecord, JobState
+from jobs.store import JobStore
+from model_registry import ModelRegistry
 from whisperseg import ct2
 from whisperseg.adaptation import AdaptationConfig, AdaptationResult, adapt
-from whisperseg.folder_swap import replace_folder
+from whisperseg.durable import utc_timestamp
 from whisperseg.model import WhisperSegModel, make_ct2_copy, pick_device
+from whisperseg.segmenters import FINETUNED_CONFIG_KEY
 from whisperseg.training import TrainingCancelled, TrainingExample, TrainingProgress
+
+log = logging.getLogger(__name__)
 
 # A job validates on held-back labels, then trains on all of them (whisperseg.adaptation);
 # its defaults fit 45 s of labels in 5 minutes of a 2-core CPU.
@@ -38,12 +40,49 @@ def finetune_config(total_steps: int) -> AdaptationConfig:
     return dataclasses.replace(FINETUNE_DEFAULTS, training=training, final_steps=final)
 
 
-def create_job_folder(models_dir: Path, record: JobRecord) -> None:
-    """``models/<name>/job.json`` in one rename: the folder never exists without its record."""
-    staging = models_dir / f".{record.name}.{uuid.uuid4().hex}.new"
-    staging.mkdir()
-    write_json_atomic(staging / JOB_FILE, asdict(record))
-    replace_folder(staging, models_dir / record.name)
+Examples = Callable[[], Sequence[TrainingExample]]
+StopOutcome = Callable[[], tuple[JobState, str | None]]
+
+
+def run_job(
+    store: JobStore,
+    registry: ModelRegistry,
+    record: JobRecord,
+    examples: Examples,
+    config: AdaptationConfig,
+    device: str | None,
+    should_stop: Callable[[], bool],
+    stopped: StopOutcome = lambda: ("cancelled", None),
+) -> JobRecord:
+    """Train a started job, stage its model and put it in place; the record it ended with.
+
+    The one sequence of both job backends. ``examples`` are read inside the job, so a
+    clip that cannot be read fails it; ``stopped`` says how a job that stopped when
+    asked ends (cancelled, or failed when its server closed). Only errors of the
+    bookkeeping itself escape.
+    """
+    try:
+        model, result = train_job(
+            registry, record, examples(), config, device, _reporter(store, record), should_stop
+        )
+        staging, done = stage_model(store, record, model, result, device)
+        store.install(staging, record.name)
+        return done
+    except TrainingCancelled:
+        record.finish(*stopped())
+    except Exception as exc:
+        log.exception("finetuning %r failed", record.name)
+        record.finish("failed", str(exc) or type(exc).__name__)
+    store.save(record)
+    return record
+
+
+def _reporter(store: JobStore, record: JobRecord) -> Callable[[TrainingProgress], None]:
+    def report(progress: TrainingProgress) -> None:
+        record.report(progress)
+        store.save_progress(record)
+
+    return report
 
 
 def train_job(
@@ -65,20 +104,20 @@ def train_job(
 
 
 def stage_model(
-    models_dir: Path,
+    store: JobStore,
     record: JobRecord,
     model: WhisperSegModel,
     result: AdaptationResult,
     device: str | None,
 ) -> tuple[Path, JobRecord]:
     """(hidden folder holding weights, card and the ``done`` record, that record); the
-    caller renames the folder to ``models/<name>`` and removes it if that fails."""
+    caller installs the folder as ``models/<name>``."""
     others = model.default_segmentation_config
     model.default_segmentation_config = {
         FINETUNED_CONFIG_KEY: result.segmentation,
         **{k: v for k, v in others.items() if k != FINETUNED_CONFIG_KEY},
     }
-    staging = models_dir / f".{record.name}.{uuid.uuid4().hex}.done"
+    staging = store.staging_folder(record.name)
     try:
         model.save(staging)
         if ct2.available() and pick_device(device).type == "cuda":
@@ -92,19 +131,11 @@ def stage_model(
             validation=result.validation,
         )
         (staging / "README.md").write_text(model_card(done, result))
-        write_json_atomic(staging / JOB_FILE, asdict(done))
+        store.save(done, staging)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return staging, done
-
-
-def install(staging: Path, folder: Path) -> None:
-    """Rename a staged model folder to ``folder``; the staging folder is gone either way."""
-    try:
-        replace_folder(staging, folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def model_card(job: JobRecord, result: AdaptationResult) -> str:
@@ -120,20 +151,20 @@ def model_card(job: JobRecord, result: AdaptationResult) -> str:
         "## Validation on held-back labels",
         "",
         f"Before the final training on all labels, a copy trained without the last "
-        f"{v['held_out_seconds']:.1f} s of annotated time ({v['held_out_segments']} labels) was "
-        f"scored on them: segment F1 at {v['tolerance'] * 1000:.0f} ms"
-        f"{', cluster names must match' if v.get('typed') else ''}.",
+        f"{v.held_out_seconds:.1f} s of annotated time ({v.held_out_segments} labels) was "
+        f"scored on them: segment F1 at {v.tolerance * 1000:.0f} ms"
+        f"{', cluster names must match' if v.typed else ''}.",
         "",
         "| segmenter | segment F1 |",
         "| --- | --- |",
-        f"| `{job.initial_model}`, not finetuned | {v['base_segment_f1']:.3f} |",
-        f"| `energy-threshold` | {v['energy_segment_f1']:.3f} |",
-        f"| finetuned | {v['finetuned_segment_f1']:.3f} |",
+        f"| `{job.initial_model}`, not finetuned | {v.base_segment_f1:.3f} |",
+        f"| `energy-threshold` | {v.energy_segment_f1:.3f} |",
+        f"| finetuned | {v.finetuned_segment_f1:.3f} |",
         "",
         f"Verdict: **{v['verdict']}**"
         + (
             "."
-            if v["verdict"] == "better"
+            if v.verdict == "better"
             else " than the base model or the energy threshold: label more, or use those."
         ),
         "",

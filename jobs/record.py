@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from server.durable import utc_timestamp
-from whisperseg.adaptation import AdaptationConfig
+from whisperseg.adaptation import AdaptationConfig, Validation
+from whisperseg.durable import utc_timestamp
 from whisperseg.training import TrainingExample, TrainingProgress
 
 INTERRUPTED = "interrupted by a server restart"
@@ -57,7 +57,7 @@ class JobRecord:
     eta_s: float | None = None
     loss: float | None = None
     error: str | None = None
-    validation: dict | None = None  # F1s on held-back labels, once the job has them
+    validation: Validation | None = None  # F1s on held-back labels, once measured
     created: str = field(default_factory=utc_timestamp)
     started: str | None = None
     finished: str | None = None
@@ -77,6 +77,8 @@ class JobRecord:
     def from_dict(cls, name: str, values: dict) -> JobRecord:
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in values.items() if k in known}
+        if isinstance(values.get("validation"), dict):
+            values["validation"] = Validation.from_dict(values["validation"])
         return cls(**{"initial_model": "", **values, "name": name})
 
     @classmethod

@@ -14,7 +14,7 @@ import copy
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from whisperseg.energy import EnergyParams, energy_segments
@@ -46,11 +46,31 @@ class AdaptationConfig:
 
 
 @dataclass(frozen=True)
+class Validation:
+    """Segment F1 on the labels a job held back from training, for the base model, the
+    finetuned one and the energy threshold; kept in the job record and the model card."""
+
+    base_segment_f1: float
+    finetuned_segment_f1: float
+    energy_segment_f1: float
+    tolerance: float  # seconds an onset or offset may be off
+    typed: bool  # whether cluster names had to match
+    held_out_seconds: float
+    held_out_segments: int
+    verdict: str  # "better" only when the finetuned model beats both others
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Validation:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+@dataclass(frozen=True)
 class AdaptationResult:
     """``validation``: F1s on the held-back labels and the verdict; ``segmentation``: the
     settings to save the finetuned model with (its first ``default_segmentation_config``)."""
 
-    validation: dict
+    validation: Validation
     segmentation: dict
     losses: list[float] = field(default_factory=list)
 
@@ -178,23 +198,23 @@ def _validate(
     plan: _Plan,
     work: _Work,
     units: float,
-) -> dict:
+) -> Validation:
     """Segment F1 of the base, the finetuned model and the energy baseline on ``held``."""
     seg, tol, typed = plan.segmentation, plan.tolerance, plan.typed
     base_f1 = _f1(_segment_all(base, held, seg, work, units / 2), held, tol, typed)
     tuned_f1 = _f1(_segment_all(trained, held, seg, work, units / 2), held, tol, typed)
     energy = _energy(held, seg.min_frequency, plan.energy_cluster)
     energy_f1 = _f1(energy, held, tol, typed)
-    return {
-        "base_segment_f1": base_f1,
-        "finetuned_segment_f1": tuned_f1,
-        "energy_segment_f1": energy_f1,
-        "tolerance": tol,
-        "typed": typed,
-        "held_out_seconds": sum(e.duration for e in held),
-        "held_out_segments": sum(len(e.segments) for e in held),
-        "verdict": "better" if tuned_f1 > max(base_f1, energy_f1) else "not better",
-    }
+    return Validation(
+        base_segment_f1=base_f1,
+        finetuned_segment_f1=tuned_f1,
+        energy_segment_f1=energy_f1,
+        tolerance=tol,
+        typed=typed,
+        held_out_seconds=sum(e.duration for e in held),
+        held_out_segments=sum(len(e.segments) for e in held),
+        verdict="better" if tuned_f1 > max(base_f1, energy_f1) else "not better",
+    )
 
 
 def adapt(

@@ -9,8 +9,12 @@ import sys
 import tempfile
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
+
+if TYPE_CHECKING:
+    from whisperseg.corpus import CorpusFile
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -80,11 +84,11 @@ def _segment(args: argparse.Namespace) -> None:
     _write(rows_text(rows, args.format), args.out)
 
 
-def _segment_corpus(args: argparse.Namespace) -> None:
-    from corpus.files import CorpusFile
-    from corpus.run import segment_corpus
+def corpus_template(args: argparse.Namespace) -> CorpusFile:
+    """The corpus run the arguments of :func:`corpus_arguments` describe."""
+    from whisperseg.corpus import CorpusFile
 
-    template = CorpusFile(
+    return CorpusFile(
         root=str(Path(args.corpus).resolve()),
         relative="",
         out=str(Path(args.out).resolve()),
@@ -93,12 +97,14 @@ def _segment_corpus(args: argparse.Namespace) -> None:
         species=args.species,
         overrides=_overrides(args),
     )
-    from jobs.record import JobsUnavailable
 
-    try:
-        summary = segment_corpus(template, args.broker, args.device)
-    except JobsUnavailable as exc:
-        sys.exit(f"error: {exc}")
+
+def _segment_corpus(args: argparse.Namespace) -> None:
+    from functools import partial
+
+    from whisperseg.corpus import segment_corpus, segment_here
+
+    summary = segment_corpus(corpus_template(args), partial(segment_here, device=args.device))
     print(summary.text())
     if summary.failed:
         sys.exit(1)
@@ -152,6 +158,14 @@ def _segmentation_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="cpu, cuda, cuda:1 (default: GPU if present)")
 
 
+def corpus_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of a corpus run, here or on workers."""
+    parser.add_argument("corpus", help="folder of recordings (searched recursively)")
+    _segmentation_options(parser)
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--format", choices=["csv", "raven", "json"], default="csv")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m whisperseg", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -197,13 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="segment every recording of a folder, one output each; resumable",
         description="One output per recording under OUT (a/b.wav -> OUT/a/b.csv); files "
         "whose output exists are skipped, so an interrupted run resumes where it stopped. "
-        "With --broker each file is a task for the workers (python finetune_worker.py).",
+        "On Celery workers: python -m distributed segment-corpus ... --broker URL.",
     )
-    corpus.add_argument("corpus", help="folder of recordings (searched recursively)")
-    _segmentation_options(corpus)
-    corpus.add_argument("--out", required=True, help="output folder")
-    corpus.add_argument("--format", choices=["csv", "raven", "json"], default="csv")
-    corpus.add_argument("--broker", help="Redis URL of the workers' broker (default: here)")
+    corpus_arguments(corpus)
     corpus.set_defaults(run=_segment_corpus)
 
     evaluate = commands.add_parser("evaluate", help="segment F1 and frame F1 on annotated data")

@@ -8,12 +8,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from whisperseg.autoconfig import coarsest, resampled_to_model_rate, settings_for_recording
+from whisperseg.autoconfig import coarsest, resampled_to_model_rate
 from whisperseg.datasets import AnnotatedRecording, held_out_group, load_recording
 from whisperseg.metrics import evaluate_files
 from whisperseg.model import WhisperSegModel
 from whisperseg.segment import Segment
 from whisperseg.segmentation import SegmentationConfig, segment_recording
+from whisperseg.segmenters import served_config
 
 # Segments one annotated recording (at its own species settings), for scoring.
 RecordingSegmenter = Callable[[AnnotatedRecording], list[Segment]]
@@ -40,13 +41,12 @@ def whisperseg_segmenter(model: WhisperSegModel, num_trials: int = 3) -> Recordi
 
 
 def served_segmenter(model: WhisperSegModel, num_trials: int = 3) -> RecordingSegmenter:
-    """As ``/get-labels`` runs a model given no species: settings read off the audio
-    (``whisperseg.autoconfig``), with the band floor the recording's data set names."""
-    configs = model.default_segmentation_config
+    """As ``/get-labels`` runs a model given no species (``served_config``), with the band
+    floor the recording's data set names."""
 
     def run(recording: AnnotatedRecording) -> list[Segment]:
         audio, sr, floor = recording.audio, recording.sr, recording.min_frequency or None
-        config = settings_for_recording(configs, audio, sr, floor).config
+        config = served_config(model, audio, sr, floor).config
         return segment_recording(model, audio, sr, replace(config, num_trials=num_trials))
 
     return run

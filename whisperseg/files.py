@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-import functools
 import json
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
+from whisperseg.export import segment_annotations
 from whisperseg.model import WhisperSegModel
+from whisperseg.model_cache import ModelCache, folder_identity
 from whisperseg.segment import Segment
 from whisperseg.segmentation import (
     ProgressCallback,
@@ -17,20 +18,26 @@ from whisperseg.segmentation import (
     segment_recording,
 )
 
-TABLE_COLUMNS = ["file", "onset", "offset", "cluster", "confidence"]
+TABLE_COLUMNS = ["file", "onset", "offset", "species", "individual", "cluster", "confidence"]
+# Table columns named otherwise in an annotation.
+_ROW_KEYS = {"cluster": "clustername"}
 
 
-def load_model(path: str | Path, device: str | None = None, backend: str = "auto"):
+_models = ModelCache(max_loaded=2)
+
+
+def load_model(
+    path: str | Path, device: str | None = None, backend: str = "auto"
+) -> WhisperSegModel:
     """The model of a folder for inference (int8 on the CPU), kept while its weights stay:
     a worker segments many files with one model."""
-    config = Path(path) / "config.json"
-    stamp = config.stat().st_mtime_ns if config.exists() else None
-    return _load(str(path), device, backend, stamp)
-
-
-@functools.lru_cache(maxsize=2)
-def _load(path: str, device: str | None, backend: str, stamp: int | None) -> WhisperSegModel:
-    return WhisperSegModel.load(path, device=device, quantize=True, backend=backend)
+    folder = Path(path).resolve()
+    identity = folder_identity(folder) if (folder / "config.json").exists() else None
+    return _models.get(
+        (str(folder), device, backend),
+        identity,
+        lambda: WhisperSegModel.load(folder, device=device, quantize=True, backend=backend),
+    )
 
 
 def segmentation_config(
@@ -56,7 +63,12 @@ def segment_file(
 
 
 def segment_rows(file: str, segments: list[Segment]) -> list[dict]:
-    return [{"file": file, **asdict(s)} for s in segments]
+    """One row per segment (columns :data:`TABLE_COLUMNS`); a finetuned model's cluster
+    string is split into species, individual and cluster name."""
+    rows = [{"file": file, **row} for row in segment_annotations(segments)]
+    return [
+        {column: row[_ROW_KEYS.get(column, column)] for column in TABLE_COLUMNS} for row in rows
+    ]
 
 
 def rows_text(rows: list[dict], fmt: str) -> str:

@@ -4,6 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# A finetuned model writes species, individual and cluster name as one cluster string.
+CLUSTER_SEPARATOR = "<==SEPARATOR==>"
+UNKNOWN = "Unknown"
+
+
+def join_cluster(species: str, individual: str, clustername: str) -> str:
+    return CLUSTER_SEPARATOR.join((species, individual, clustername))
+
+
+def split_cluster(cluster: str) -> tuple[str, str, str]:
+    """(species, individual, clustername); a plain cluster string is the cluster name."""
+    parts = cluster.split(CLUSTER_SEPARATOR)
+    if len(parts) == 3:
+        return parts[0], parts[1], parts[2]
+    return UNKNOWN, UNKNOWN, cluster
+
 
 @dataclass(frozen=True, slots=True)
 class Segment:

@@ -8,16 +8,13 @@ import numpy as np
 import pytest
 
 from annotations.labels import (
-    CLUSTER_SEPARATOR,
     Label,
     LabelledRecording,
     NoTrainingData,
-    join_cluster,
     merge_labels,
-    split_cluster,
     training_clips,
 )
-from whisperseg.segment import Segment
+from whisperseg.segment import CLUSTER_SEPARATOR, Segment, join_cluster, split_cluster
 from whisperseg.segmentation import time_step_from_labels
 
 SR = 1000

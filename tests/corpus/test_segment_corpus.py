@@ -1,5 +1,6 @@
-"""``python -m whisperseg segment-corpus``: one output per recording, resumable, the same
-segments as ``segment`` gives each file alone, in this process or on Celery workers."""
+"""``python -m whisperseg segment-corpus`` (here) and ``python -m distributed segment-corpus``
+(on Celery workers): one output per recording, resumable, the same segments as ``segment``
+gives each file alone."""
 
 from __future__ import annotations
 
@@ -89,7 +90,7 @@ def test_a_corpus_run_on_workers_interrupted_then_resumed(
     root, out = tmp_path / "corpus", tmp_path / "out"
     names = make_corpus(root, 12, seconds=15.0)
     workers.start(1)
-    command = [sys.executable, "-m", "whisperseg"]
+    command = [sys.executable, "-m", "distributed"]
     command += corpus_command(root, out, "json", "--broker", workers.broker_url)
     first = Process(command, tmp_path / "first-run.log", env={"OMP_NUM_THREADS": "1"})
     try:

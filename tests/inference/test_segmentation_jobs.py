@@ -13,8 +13,8 @@ from api_helpers import audio_bytes, upload
 from flask import Flask
 from flask.testing import FlaskClient
 
-import model_registry
 from example_audios.make_example_song import make_song
+from whisperseg import segmenters
 from whisperseg.metrics import evaluate_files
 from whisperseg.segment import Segment
 
@@ -28,7 +28,7 @@ class SegmenterSpy:
         self.calls = 0
         self.gated = gated
         self.allowed = threading.Semaphore(0)
-        real = model_registry.EnergySegmenter.segment
+        real = segmenters.EnergySegmenter.segment
 
         def segment(segmenter, audio, sr):
             self.calls += 1
@@ -36,7 +36,7 @@ class SegmenterSpy:
                 assert self.allowed.acquire(timeout=30), "the test never released this chunk"
             return real(segmenter, audio, sr)
 
-        monkeypatch.setattr(model_registry.EnergySegmenter, "segment", segment)
+        monkeypatch.setattr(segmenters.EnergySegmenter, "segment", segment)
 
     def release(self, chunks: int = 1) -> None:
         for _ in range(chunks):

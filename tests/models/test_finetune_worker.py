@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import threading
@@ -13,22 +14,21 @@ import numpy as np
 import pytest
 import torch
 
-import finetune_worker
+import jobs.store
 from annotations.labels import Label, LabelledRecording, training_clips
 from finetune_worker import FinetuneWorker
 from jobs.record import INTERRUPTED, JobRecord, UnknownJobError, format_eta
 from model_registry import (
     ENERGY_MODEL,
-    FINETUNED_CONFIG_KEY,
     JOB_FILE,
     ModelNameError,
     ModelRegistry,
     UnknownModelError,
-    inference_config,
 )
 from whisperseg import adaptation, ct2
 from whisperseg.adaptation import AdaptationConfig
 from whisperseg.initialize import random_tiny
+from whisperseg.segmenters import FINETUNED_CONFIG_KEY, served_config
 from whisperseg.training import TrainingConfig, TrainingExample
 
 SR = 16000
@@ -132,7 +132,7 @@ def test_job_lifecycle_to_a_ready_model(worker, registry, examples, gate):
     assert len(progress) == 3 and 0 < progress[0] < progress[1] < progress[2] == 1.0
     assert all(record.state == "training" and record.eta_s is not None for record, _ in gate.seen)
     assert gate.seen[0][0].eta_s > gate.seen[-1][0].eta_s == 0
-    validation = done.validation
+    validation = dataclasses.asdict(done.validation)
     assert validation["verdict"] in ("better", "not better")
     assert set(validation) >= {"base_segment_f1", "finetuned_segment_f1", "energy_segment_f1"}
     assert [on_disk["state"] for _, on_disk in gate.seen] == ["training"] * 3
@@ -150,7 +150,7 @@ def test_job_lifecycle_to_a_ready_model(worker, registry, examples, gate):
     assert ct2.current_copy(folder) is None  # on the CPU, torch int8 serves it (faster here)
     trained = registry.load("finch-v1")
     assert list(trained.default_segmentation_config)[0] == FINETUNED_CONFIG_KEY
-    config = inference_config(trained)  # the settings the job chose from the labels
+    config = served_config(trained, np.zeros(SR), SR).config  # what the job chose
     assert config.sr == SR and config.min_segment_length > 0
     assert any(name.endswith("A") for name in trained.cluster_codebook)
     # training used its own copy: the cached inference model is untouched
@@ -242,7 +242,7 @@ def test_a_restart_marks_unfinished_jobs_failed(registry, examples):
 def test_listing_jobs_does_not_wait_for_a_slow_disk(worker, examples, monkeypatch):
     """job.json is written outside the job lock: a slow disk never stalls the model lists."""
     writing, release = threading.Event(), threading.Event()
-    real_write = finetune_worker.write_json_atomic
+    real_write = jobs.store.write_json_atomic
 
     def slow_write(path: Path, values: dict) -> None:
         if values.get("state") == "training":
@@ -250,7 +250,7 @@ def test_listing_jobs_does_not_wait_for_a_slow_disk(worker, examples, monkeypatc
             release.wait(30)
         real_write(path, values)
 
-    monkeypatch.setattr(finetune_worker, "write_json_atomic", slow_write)
+    monkeypatch.setattr(jobs.store, "write_json_atomic", slow_write)
     worker.submit("slow-disk", "whisperseg-tiny", examples, config=FAST)
     assert writing.wait(30)
     listed: list[list[JobRecord]] = []

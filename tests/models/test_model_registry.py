@@ -12,17 +12,18 @@ import numpy as np
 import pytest
 
 import model_registry
+from inference.service import segmenter_for
 from model_registry import (
     ENERGY_MODEL,
     JOB_FILE,
     ModelNameError,
     ModelRegistry,
     UnknownModelError,
-    inference_config,
 )
 from whisperseg.initialize import random_tiny
 from whisperseg.model import WhisperSegModel
 from whisperseg.segment import Segment
+from whisperseg.segmenters import served_config
 
 SR = 16000
 
@@ -141,7 +142,7 @@ def test_default_model(models_dir: Path, tmp_path_factory: pytest.TempPathFactor
 def test_unknown_or_unready_models_cannot_segment(models_dir: Path, name: str):
     _add_job_folder(models_dir, "queued", "queued")
     with pytest.raises(UnknownModelError):
-        ModelRegistry(models_dir).segmenter(name, _bursts(), SR)
+        segmenter_for(ModelRegistry(models_dir), name, _bursts(), SR, None)
 
 
 def _bursts(seconds: float = 1.0) -> np.ndarray:
@@ -155,7 +156,8 @@ def _bursts(seconds: float = 1.0) -> np.ndarray:
 
 def test_energy_threshold_segments_without_a_folder(tmp_path: Path):
     audio = _bursts()
-    segments = ModelRegistry(tmp_path).segmenter(ENERGY_MODEL, audio, SR, 0.0).segment(audio, SR)
+    segmenter = segmenter_for(ModelRegistry(tmp_path), ENERGY_MODEL, audio, SR, 0.0)
+    segments = segmenter.segment(audio, SR)
     assert [(round(s.onset, 2), round(s.offset, 2), s.cluster) for s in segments] == [
         (0.2, 0.3, "vocal"),
         (0.6, 0.75, "vocal"),
@@ -165,12 +167,18 @@ def test_energy_threshold_segments_without_a_folder(tmp_path: Path):
 @pytest.mark.slow
 def test_whisperseg_segmenter_returns_segments(models_dir: Path):
     audio = _bursts(0.5)
-    segments = ModelRegistry(models_dir).segmenter("whisperseg-tiny", audio, SR).segment(audio, SR)
+    segmenter = segmenter_for(ModelRegistry(models_dir), "whisperseg-tiny", audio, SR, None)
+    segments = segmenter.segment(audio, SR)
     assert all(isinstance(s, Segment) and 0 <= s.onset < s.offset <= 0.5 for s in segments)
 
 
-def test_inference_config_prefers_finetuned_settings_then_the_coarsest_step():
+def test_served_config_prefers_finetuned_settings_then_the_coarsest_step():
     model = random_tiny()
+    silence = np.zeros(SR, dtype=np.float32)  # no call to read settings off
+
+    def inference_config(model, min_frequency=None):
+        return served_config(model, silence, SR, min_frequency).config
+
     assert inference_config(model).spec_time_step == 0.0025  # generic
     model.default_segmentation_config = {  # as config.json stores them: keys sorted
         "canary": {"sr": 32000, "spec_time_step": 0.001},

@@ -1,6 +1,7 @@
 """Annotation lists as files other tools open: CSV, Raven selection table, Audacity labels.
 
-Annotations come as the frontend posted them: dicts with ``onset``/``offset`` in seconds and
+Annotations come as the frontend posts them (and as ``segment_annotations`` turns a
+model's segments into): dicts with ``onset``/``offset`` in seconds and
 optional ``species``, ``individual``, ``clustername``, ``minFrequency``, ``maxFrequency``,
 ``filename``, ``channelIndex`` (0-based), where -1, null or a missing key mean "no value".
 Rows are sorted by onset.
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from annotations.labels import has_value
+from whisperseg.segment import Segment, split_cluster
 
 CSV_COLUMNS = (
     "onset",
@@ -41,6 +42,8 @@ RAVEN_COLUMNS = (
     "Cluster",
 )
 LABEL_KEYS = ("species", "individual", "clustername")
+# What the frontend sends for "no value": a missing key, null, "" or its -1 placeholder.
+NO_VALUE = (None, "", -1, "-1")
 
 Annotation = dict[str, Any]
 
@@ -103,6 +106,30 @@ FORMATS = {
     "raven": ExportFormat("text/tab-separated-values", "selections.txt", to_raven),
     "audacity": ExportFormat("text/plain", "labels.txt", to_audacity),
 }
+
+
+def has_value(value: object) -> bool:
+    """False for the frontend's "no value" markers (see :data:`NO_VALUE`)."""
+    return value not in NO_VALUE
+
+
+def segment_annotations(segments: list[Segment]) -> list[Annotation]:
+    """A model's segments as annotations: its cluster split into species, individual and
+    cluster name (a finetuned model writes them joined)."""
+    rows = []
+    for s in segments:
+        species, individual, cluster = split_cluster(s.cluster)
+        rows.append(
+            {
+                "onset": s.onset,
+                "offset": s.offset,
+                "species": species,
+                "individual": individual,
+                "clustername": cluster,
+                "confidence": s.confidence,
+            }
+        )
+    return rows
 
 
 def _by_onset(annotations: list[Annotation]) -> list[Annotation]:

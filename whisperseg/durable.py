@@ -1,4 +1,5 @@
-"""Durable little files and the timestamps stored in them."""
+"""Durable little files and the timestamps stored in them: a reader sees the old file or the
+new one, never a partial write."""
 
 from __future__ import annotations
 
@@ -15,15 +16,21 @@ def utc_timestamp() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Readers see the old file or the new one, never a partial write; fsynced before rename."""
+def write_text_atomic(path: Path, text: str, make_parents: bool = False) -> None:
+    """Write ``text`` to ``path`` through a hidden temporary file, fsynced before the rename."""
+    if make_parents:
+        path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
         with open(temporary, "w") as handle:
-            json.dump(data, handle, indent=2)
+            handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2))

@@ -1,0 +1,5 @@
+import sys
+
+from distributed.corpus import main
+
+sys.exit(main())

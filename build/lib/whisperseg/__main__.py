@@ -1,0 +1,5 @@
+import sys
+
+from whisperseg.cli import main
+
+sys.exit(main())

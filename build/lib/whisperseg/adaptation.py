@@ -1,0 +1,268 @@
+"""Teach a model a new species from seconds of labels, and say honestly how well it did.
+
+``adapt`` holds back the last fifth of the labels (with the annotated time after them),
+finetunes a copy of the base model on the rest, scores the base model, the finetuned
+one and the energy-threshold baseline on the held-back labels, then goes on training the same
+model on all labels (a warm start: the validation figures describe the model before
+it saw the held-back part). Progress covers both trainings and the scoring, so an
+ETA computed from it is honest.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+from whisperseg.energy import EnergyParams, energy_segments
+from whisperseg.holdout import LabelStats, label_stats, split_examples
+from whisperseg.metrics import Counts, segment_counts
+from whisperseg.model import WhisperSegModel
+from whisperseg.segment import Segment
+from whisperseg.segmentation import SegmentationConfig, segment_recording
+from whisperseg.training import TrainingConfig, TrainingExample, TrainingProgress, finetune
+from whisperseg.view import View, as_viewed, choose_view, known_views
+
+# A window decoded at inference costs about this share of one training step (batch 4).
+STEPS_PER_WINDOW = 0.15
+
+
+@dataclass(frozen=True)
+class AdaptationConfig:
+    """How a job trains and validates; the defaults fit 45 s of labels in 5 CPU minutes."""
+
+    training: TrainingConfig = TrainingConfig(
+        max_steps=100, learning_rate=1e-4, warmup_steps=10, batch_size=4
+    )
+    final_steps: int = 50
+    holdout_fraction: float = 0.2
+    num_trials: int = 3
+    tolerance: float | None = None
+    post_process: bool = True
+    views: tuple[tuple[int, int], ...] | None = None
+
+
+@dataclass(frozen=True)
+class Validation:
+    """Segment F1 on the labels a job held back from training, for the base model, the
+    finetuned one and the energy threshold; kept in the job record and the model card."""
+
+    base_segment_f1: float
+    finetuned_segment_f1: float
+    energy_segment_f1: float
+    tolerance: float  # seconds an onset or offset may be off
+    typed: bool  # whether cluster names had to match
+    held_out_seconds: float
+    held_out_segments: int
+    verdict: str  # "better" only when the finetuned model beats both others
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Validation:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+@dataclass(frozen=True)
+class AdaptationResult:
+    """``validation``: F1s on the held-back labels and the verdict; ``segmentation``: the
+    settings to save the finetuned model with (its first ``default_segmentation_config``)."""
+
+    validation: Validation
+    segmentation: dict
+    losses: list[float] = field(default_factory=list)
+
+
+def default_tolerance(median_duration: float) -> float:
+    """10 ms, looser for long calls (8% of the median), tighter for short ones (half of it)."""
+    return min(max(0.01, 0.08 * median_duration), 0.5 * median_duration)
+
+
+def segmentation_settings(
+    view: View, stats: LabelStats, min_frequency: float, num_trials: int, post_process: bool
+) -> SegmentationConfig:
+    """Segmentation through ``view``; fragments shorter or closer than half of anything the
+    person labelled are tidied away.
+
+    A gap is only trusted when the model can write it: one time token spans two
+    columns, and gaps finer than that (Bengalese finch syllables 1 ms apart) would join
+    neighbouring syllables.
+    """
+    half_gap = 0.5 * stats.min_gap if post_process else 0.0
+    return view.segmentation(
+        min_frequency=min_frequency,
+        min_segment_length=0.5 * stats.min_duration if post_process else 0.0,
+        min_gap=half_gap if half_gap > 2 * view.spec_time_step else 0.0,
+        eps=max(0.002, min(0.02, 0.25 * stats.median_duration)),
+        num_trials=num_trials,
+    )
+
+
+class _Work:
+    """Progress of the whole job in training-step units, reported as TrainingProgress."""
+
+    def __init__(self, total: float, report: Callable[[TrainingProgress], None] | None):
+        self.total, self.done, self.report = total, 0.0, report
+        self.loss = math.nan
+        self.started = time.monotonic()
+
+    def advance(self, units: float, loss: float | None = None) -> None:
+        self.done = min(self.total, self.done + units)
+        self.loss = self.loss if loss is None else loss
+        if self.report:
+            elapsed = time.monotonic() - self.started
+            self.report(TrainingProgress(round(self.done), round(self.total), self.loss, elapsed))
+
+    def part(self, units: float) -> Callable[[float], None]:
+        """A callback taking the fraction done of a task worth ``units``."""
+        reached = [0.0]
+
+        def report(fraction: float) -> None:
+            self.advance(units * fraction - reached[0])
+            reached[0] = units * fraction
+
+        return report
+
+
+def _windows(examples: Sequence[TrainingExample], config: SegmentationConfig, columns: int) -> int:
+    """Windows segment_recording decodes for ``examples`` (all trials)."""
+    window_seconds = config.spec_time_step * columns
+    per_trial = sum(math.ceil(e.duration / window_seconds) + 1 for e in examples)
+    return per_trial * max(1, config.num_trials)
+
+
+def _segment_all(
+    model: WhisperSegModel,
+    examples: Sequence[TrainingExample],
+    config: SegmentationConfig,
+    work: _Work,
+    units: float,
+) -> list[list[Segment]]:
+    """Each example segmented, reporting progress in proportion to its length."""
+    total = sum(e.duration for e in examples) or 1.0
+    return [
+        segment_recording(
+            model, e.audio, e.sr, config, progress=work.part(units * e.duration / total)
+        )
+        for e in examples
+    ]
+
+
+def _f1(predictions, examples: Sequence[TrainingExample], tolerance: float, typed: bool) -> float:
+    counts = Counts()
+    for predicted, example in zip(predictions, examples, strict=True):
+        counts += segment_counts(predicted, example.segments, tolerance, match_cluster=typed)
+    return counts.f1
+
+
+def _energy(examples: Sequence[TrainingExample], min_frequency: float, cluster: str) -> list:
+    params = EnergyParams.with_floor(min_frequency)
+    return [energy_segments(e.audio, e.sr, params, cluster) for e in examples]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a job decided from the labels before training."""
+
+    view: View
+    segmentation: SegmentationConfig
+    tolerance: float
+    typed: bool
+    energy_cluster: str
+
+
+def _plan(
+    model: WhisperSegModel, examples: Sequence[TrainingExample], config: AdaptationConfig
+) -> _Plan:
+    stats = label_stats(examples)
+    views = config.views or known_views(model.default_segmentation_config)
+    view = choose_view(examples[0].sr, [stats.median_duration], views)
+    min_frequency = examples[0].min_frequency
+    return _Plan(
+        view=view,
+        segmentation=segmentation_settings(
+            view, stats, min_frequency, config.num_trials, config.post_process
+        ),
+        tolerance=config.tolerance or default_tolerance(stats.median_duration),
+        typed=len(stats.clusters) > 1,
+        energy_cluster=stats.clusters[0],
+    )
+
+
+def _validate(
+    base: WhisperSegModel,
+    trained: WhisperSegModel,
+    held: Sequence[TrainingExample],
+    plan: _Plan,
+    work: _Work,
+    units: float,
+) -> Validation:
+    """Segment F1 of the base, the finetuned model and the energy baseline on ``held``."""
+    seg, tol, typed = plan.segmentation, plan.tolerance, plan.typed
+    base_f1 = _f1(_segment_all(base, held, seg, work, units / 2), held, tol, typed)
+    tuned_f1 = _f1(_segment_all(trained, held, seg, work, units / 2), held, tol, typed)
+    energy = _energy(held, seg.min_frequency, plan.energy_cluster)
+    energy_f1 = _f1(energy, held, tol, typed)
+    return Validation(
+        base_segment_f1=base_f1,
+        finetuned_segment_f1=tuned_f1,
+        energy_segment_f1=energy_f1,
+        tolerance=tol,
+        typed=typed,
+        held_out_seconds=sum(e.duration for e in held),
+        held_out_segments=sum(len(e.segments) for e in held),
+        verdict="better" if tuned_f1 > max(base_f1, energy_f1) else "not better",
+    )
+
+
+def adapt(
+    base: WhisperSegModel | str | Path,
+    examples: Sequence[TrainingExample],
+    config: AdaptationConfig = AdaptationConfig(),
+    progress: Callable[[TrainingProgress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[WhisperSegModel, AdaptationResult]:
+    """Validate finetuning on held-back labels, then finetune on all; (model, result).
+
+    ``examples`` are labelled clips in annotation order, possibly from several
+    recordings at one rate; their ``spec_time_step`` is ignored (the view is chosen
+    from the labels and the base model's known time steps). ``base`` is not changed.
+    Raises ``TrainingCancelled`` when ``should_stop`` says so, ``ValueError`` when no
+    label lies before the held-back part.
+    """
+    base = WhisperSegModel.load(base) if isinstance(base, str | Path) else base
+    plan = _plan(base, examples, config)
+    kept, held = split_examples(examples, config.holdout_fraction)
+    if not any(e.segments for e in kept):
+        raise ValueError("every label is in the last part of the annotated time: label earlier")
+    scoring = STEPS_PER_WINDOW * 2 * _windows(held, plan.segmentation, base.total_spec_columns)
+    work = _Work(config.training.max_steps + config.final_steps + scoring, progress)
+
+    trained = copy.deepcopy(base)
+    losses = _train(trained, kept, plan.view, config.training, work, should_stop)
+    validation = _validate(base, trained, held, plan, work, scoring)
+    final = replace(
+        config.training,
+        max_steps=config.final_steps,
+        warmup_steps=min(config.training.warmup_steps, config.final_steps),
+        seed=config.training.seed + 1,
+    )
+    if config.final_steps:
+        losses += _train(trained, examples, plan.view, final, work, should_stop)
+    settings = asdict(plan.segmentation)
+    settings = {k: v for k, v in settings.items() if v is not None and k != "batch_size"}
+    return trained, AdaptationResult(validation, settings, losses)
+
+
+def _train(
+    model: WhisperSegModel,
+    examples: Sequence[TrainingExample],
+    view: View,
+    training: TrainingConfig,
+    work: _Work,
+    should_stop: Callable[[], bool] | None,
+) -> list[float]:
+    viewed = [as_viewed(e, view) for e in examples]
+    return finetune(model, viewed, training, lambda p: work.advance(1.0, p.loss), should_stop)

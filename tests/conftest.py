@@ -8,6 +8,7 @@ segments real recordings or starts server processes, and fuzzes with fewer examp
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from hypothesis import HealthCheck, settings
 from backend import create_app
 from server.settings import ServerSettings
 from tests.support.local_cluster import RedisServer, Workers
+from whisperseg.initialize import random_tiny
 
 PROJECT = Path(__file__).resolve().parents[1]
 SHARED_DATA = PROJECT.parent / "shared" / "data"
@@ -54,6 +56,23 @@ def shared_data() -> Path:
 def zebra_finch_wav(shared_data: Path) -> Path:
     """A real 32 kHz mono zebra finch song with its human annotations beside it (.json)."""
     return shared_data / "zebra_finch" / "adults" / "zebra_finch_g17y2U-f00007.wav"
+
+
+@pytest.fixture(scope="session")
+def saved_tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One random tiny WhisperSeg model, saved once per test session (do not change it)."""
+    model = random_tiny(d_model=32)
+    model.default_segmentation_config = {"test": {"spec_time_step": 0.0025, "num_trials": 1}}
+    folder = tmp_path_factory.mktemp("tiny-model") / "tiny"
+    model.save(folder)
+    return folder
+
+
+@pytest.fixture
+def tiny_folder(tmp_path: Path, saved_tiny_model: Path) -> Path:
+    """A random tiny model (one trial per segmentation: fast) in ``tmp_path/tiny``, this
+    test's own copy."""
+    return Path(shutil.copytree(saved_tiny_model, tmp_path / "tiny"))
 
 
 @pytest.fixture

@@ -28,22 +28,13 @@ from whisperseg.segmenters import served_config
 SR = 16000
 
 
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One saved random tiny model (one trial per segmentation: fast), copied per test."""
-    model = random_tiny()
-    model.default_segmentation_config = {"test": {"spec_time_step": 0.0025, "num_trials": 1}}
-    folder = tmp_path_factory.mktemp("tiny") / "model"
-    model.save(folder)
-    return folder
-
-
 @pytest.fixture
-def models_dir(tmp_path: Path, tiny_folder: Path) -> Path:
+def models_dir(tmp_path: Path, saved_tiny_model: Path) -> Path:
     """A models folder holding the shipped model's name and one more ready model."""
+    models = tmp_path / "models"
     for name in ("whisperseg-tiny", "zz-pulled"):
-        shutil.copytree(tiny_folder, tmp_path / name)
-    return tmp_path
+        shutil.copytree(saved_tiny_model, models / name)
+    return models
 
 
 def _add_job_folder(models_dir: Path, name: str, state: str, tiny_folder: Path | None = None):

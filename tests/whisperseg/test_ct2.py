@@ -12,18 +12,11 @@ from model_registry import ModelRegistry
 from whisperseg import ct2
 from whisperseg.datasets import find_recordings, load_recording, split_recordings
 from whisperseg.evaluation import recording_config
-from whisperseg.initialize import random_tiny
 from whisperseg.metrics import evaluate_files
 from whisperseg.model import WhisperSegModel, is_quantized, make_ct2_copy
 from whisperseg.segmentation import segment_recording
 
 pytestmark = pytest.mark.skipif(not ct2.available(), reason="ctranslate2 is not installed")
-
-
-@pytest.fixture
-def tiny_folder(tmp_path: Path) -> Path:
-    random_tiny(d_model=32).save(tmp_path / "tiny")
-    return tmp_path / "tiny"
 
 
 def test_a_converted_copy_is_kept_beside_the_model_and_made_again_for_new_weights(

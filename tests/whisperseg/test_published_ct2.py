@@ -100,11 +100,10 @@ def test_get_labels_with_a_published_ct2_checkpoint_matches_its_source_model(
 
 
 def test_pulling_a_ct2_checkpoint_keeps_its_hf_model_files_and_imports_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, tiny_folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Everything up to the network call: the hub's files, filtered by the pull's patterns."""
-    random_tiny(d_model=32).save(tmp_path / "tiny")
-    hub_repo = publish_ct2(tmp_path / "tiny", tmp_path / "hub")
+    hub_repo = publish_ct2(tiny_folder, tmp_path / "hub")
     asked = []
 
     def fake_download(repo_id: str, local_dir: Path, allow_patterns: list[str]) -> None:

@@ -13,7 +13,6 @@ import pytest
 import soundfile as sf
 
 from whisperseg.hub import PullError, pull, resolve_repo
-from whisperseg.initialize import random_tiny
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -46,9 +45,7 @@ def test_train_says_which_recipe_to_run_first_when_its_start_is_missing(tmp_path
 
 
 @pytest.mark.slow
-def test_segment_writes_csv_and_json(tmp_path: Path) -> None:
-    model = random_tiny(d_model=32)
-    model.save(tmp_path / "tiny")
+def test_segment_writes_csv_and_json(tmp_path: Path, tiny_folder: Path) -> None:
     rng = np.random.default_rng(1)
     sf.write(tmp_path / "clip.wav", rng.normal(0, 0.1, 16000).astype(np.float32), 16000)
     base = ["segment", str(tmp_path / "clip.wav"), "--model", str(tmp_path / "tiny")]

@@ -366,7 +366,7 @@ def finetune_whisperseg(body: FinetuneRequest) -> MessageReply:
     services().models.validate_new_name(body.new_model_name)
     initial = access.usable_model(body.initial_model, user)
     examples = training_clips(recordings, min_frequency=body.min_frequency or 0.0)
-    config = finetune_config(services().settings.finetune_max_steps)
+    config = finetune_config(services().settings.finetune_max_steps, body.tolerance)
     services().training.submit(body.new_model_name, initial, examples, user, body.summary(), config)
     return MessageReply(message="Training")
 
@@ -374,7 +374,8 @@ def finetune_whisperseg(body: FinetuneRequest) -> MessageReply:
 def _labelled_recording(labelled: LabelledAudio) -> LabelledRecording:
     channel = services().audio.get(labelled.audio_id)
     samples = to_float32(channel.samples)
-    return LabelledRecording(samples, channel.sample_rate, labelled.areas(), labelled.labels())
+    areas, labels = labelled.areas(), labelled.labels()
+    return LabelledRecording(samples, channel.sample_rate, areas, labels, labelled.audio_id)
 
 
 @api.post("/cancel-finetuning", body=CancelRequest, reply=CancelReply, tags=["Models"])

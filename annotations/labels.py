@@ -102,6 +102,7 @@ class LabelledRecording:
     sr: int
     areas: Sequence[Area]
     labels: Sequence[Label]
+    source: str = ""  # which recording (the audio id): a job holds labels back from each
 
     def clips(self) -> list[tuple[np.ndarray, tuple[Segment, ...]]]:
         """(samples, labels relative to the area) of every valid annotated area."""
@@ -129,12 +130,12 @@ def training_clips(
     ``spec_time_step`` defaults to the one derived from all clipped labels' durations.
     Raises :class:`NoTrainingData` when no valid area holds a label.
     """
-    clips = [(clip, r.sr) for r in recordings for clip in r.clips()]
+    clips = [(clip, r) for r in recordings for clip in r.clips()]
     durations = [s.duration for (_, segments), _ in clips for s in segments]
     if not durations:
         raise NoTrainingData()
     step = spec_time_step or time_step_from_labels(durations)
     return [
-        TrainingExample(samples, sr, segments, step, min_frequency)
-        for (samples, segments), sr in clips
+        TrainingExample(samples, r.sr, segments, step, min_frequency, source=r.source)
+        for (samples, segments), r in clips
     ]

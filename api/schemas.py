@@ -231,6 +231,13 @@ class FinetuneRequest(TokenRequest):
     initial_model_name: str | None = Field(None, description="Default: the shipped model")
     inital_model_name: str | None = Field(None, description="Older spelling, still accepted")
     min_frequency: float | None = Field(None, ge=0, description="Hz; default: 0")
+    tolerance: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="Seconds an onset or offset may be off when the job scores itself on "
+        "held-back labels; default: a tenth of the median labelled call, 10 ms at least",
+    )
     audio_id: str | None = Field(None, description="The single-recording form")
     annotated_areas: list[AreaBody] = Field(default_factory=list)
     human_labels: list[HumanLabelBody] = Field(default_factory=list)
@@ -329,22 +336,32 @@ class LabelsReply(Reply):
 
 
 class ValidationReply(Reply):
-    """Segment F1 on the human labels a job held back from training (the last fifth of the
-    labels, with the annotated time after them), for the base model, the finetuned one and
-    the energy threshold."""
+    """Figures on the human labels a job held back from training (the last fifth of each
+    recording's labels, with the annotated time after them), for the base model, the
+    finetuned one and the energy threshold."""
 
     model_config = ConfigDict(extra="ignore")  # job.json may hold more figures
 
-    base_segment_f1: float
-    finetuned_segment_f1: float
-    energy_segment_f1: float
+    base_segment_f1: float = Field(description="Cluster names ignored (voice activity)")
+    finetuned_segment_f1: float = Field(description="Cluster names ignored (voice activity)")
+    energy_segment_f1: float = Field(description="Cluster names ignored (voice activity)")
+    finetuned_typed_f1: float | None = Field(
+        description="Cluster names must match; only when the labels name several"
+    )
     tolerance: float = Field(description="Seconds an onset or offset may be off")
-    typed: bool = Field(description="Whether cluster names had to match")
+    typed: bool = Field(description="Whether the labels name several call types")
     held_out_seconds: float
     held_out_segments: int
-    verdict: Literal["better", "not better"] = Field(
-        description='"better" only when the finetuned model beats both others'
+    held_out_recordings: int = Field(description="Recordings the held-back labels come from")
+    verdict: Literal["better", "not better"] | None = Field(
+        description='"better" when the finetuned model beats its base; null with too few '
+        "held-back labels to judge (note says so)"
     )
+    beats_energy: bool | None = Field(description="Whether it beats the energy threshold")
+    kept: Literal["finetuned", "base"] = Field(
+        description='"base" when the base model did better and is what the folder holds'
+    )
+    note: str = Field(description="What the figures mean, in words; may be empty")
 
 
 class JobReply(Reply):

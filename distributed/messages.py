@@ -18,13 +18,21 @@ def example_to_message(folder: Path, example: TrainingExample) -> dict:
         "segments": [dataclasses.astuple(s) for s in example.segments],
         "spec_time_step": example.spec_time_step,
         "min_frequency": example.min_frequency,
+        "source": example.source,
     }
 
 
 def example_from_message(folder: Path, message: dict) -> TrainingExample:
     audio, sr = shared_audio.load(folder, message["audio"])
     segments = tuple(Segment(*values) for values in message["segments"])
-    return TrainingExample(audio, sr, segments, message["spec_time_step"], message["min_frequency"])
+    return TrainingExample(
+        audio,
+        sr,
+        segments,
+        message["spec_time_step"],
+        message["min_frequency"],
+        source=message.get("source", ""),
+    )
 
 
 def config_to_message(config: AdaptationConfig) -> dict:

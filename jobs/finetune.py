@@ -32,12 +32,15 @@ log = logging.getLogger(__name__)
 FINETUNE_DEFAULTS = AdaptationConfig()
 
 
-def finetune_config(total_steps: int) -> AdaptationConfig:
+def finetune_config(total_steps: int, tolerance: float | None = None) -> AdaptationConfig:
     """The default job with ``total_steps`` training steps: two thirds before validation,
-    one third after it on all labels."""
+    one third after it on all labels; ``tolerance`` (seconds) scores the validation
+    (default: from the labels' lengths)."""
     final = total_steps // 3
     training = dataclasses.replace(FINETUNE_DEFAULTS.training, max_steps=total_steps - final)
-    return dataclasses.replace(FINETUNE_DEFAULTS, training=training, final_steps=final)
+    return dataclasses.replace(
+        FINETUNE_DEFAULTS, training=training, final_steps=final, tolerance=tolerance
+    )
 
 
 Examples = Callable[[], Sequence[TrainingExample]]
@@ -112,11 +115,12 @@ def stage_model(
 ) -> tuple[Path, JobRecord]:
     """(hidden folder holding weights, card and the ``done`` record, that record); the
     caller installs the folder as ``models/<name>``."""
-    others = model.default_segmentation_config
-    model.default_segmentation_config = {
-        FINETUNED_CONFIG_KEY: result.segmentation,
-        **{k: v for k, v in others.items() if k != FINETUNED_CONFIG_KEY},
-    }
+    if result.segmentation is not None:  # a kept base model reads each recording instead
+        others = model.default_segmentation_config
+        model.default_segmentation_config = {
+            FINETUNED_CONFIG_KEY: result.segmentation,
+            **{k: v for k, v in others.items() if k != FINETUNED_CONFIG_KEY},
+        }
     staging = store.staging_folder(record.name)
     try:
         model.save(staging)
@@ -142,6 +146,27 @@ def model_card(job: JobRecord, result: AdaptationResult) -> str:
     """The finetuned model's README: what it learned from and how well, measured."""
     v = result.validation
     request = job.request
+    typed = (
+        f"| finetuned, cluster names must match | {v.finetuned_typed_f1:.3f} |"
+        if v.finetuned_typed_f1 is not None
+        else None
+    )
+    verdict = {
+        "better": "**better** than its base on the held-back calls.",
+        "not better": "**not better** than its base on the held-back calls: label more, or "
+        "keep the base model.",
+        None: "none.",
+    }[v.verdict]
+    kept = (
+        f"This folder holds `{job.initial_model}` unchanged: {v.note}."
+        if v.kept == "base"
+        else (v.note + "." if v.note else "")
+    )
+    settings = (
+        ["```json", json.dumps(result.segmentation, indent=2), "```"]
+        if result.segmentation is not None
+        else ["Read off each recording, as for any model not finetuned."]
+    )
     lines = [
         f"# {job.name}",
         "",
@@ -150,29 +175,23 @@ def model_card(job: JobRecord, result: AdaptationResult) -> str:
         "",
         "## Validation on held-back labels",
         "",
-        f"Before the final training on all labels, a copy trained without the last "
-        f"{v.held_out_seconds:.1f} s of annotated time ({v.held_out_segments} labels) was "
-        f"scored on them: segment F1 at {v.tolerance * 1000:.0f} ms"
-        f"{', cluster names must match' if v.typed else ''}.",
+        f"Before the final training on all labels, a copy trained without the last fifth of "
+        f"the labels of each recording ({v.held_out_segments} labels, {v.held_out_seconds:.1f} s "
+        f"of {v.held_out_recordings} recording(s)) was scored on them: segment F1 at "
+        f"{v.tolerance * 1000:.0f} ms.",
         "",
         "| segmenter | segment F1 |",
         "| --- | --- |",
         f"| `{job.initial_model}`, not finetuned | {v.base_segment_f1:.3f} |",
         f"| `energy-threshold` | {v.energy_segment_f1:.3f} |",
         f"| finetuned | {v.finetuned_segment_f1:.3f} |",
+        *([typed] if typed else []),
         "",
-        f"Verdict: **{v['verdict']}**"
-        + (
-            "."
-            if v.verdict == "better"
-            else " than the base model or the energy threshold: label more, or use those."
-        ),
+        f"Verdict: {verdict} {kept}".rstrip(),
         "",
         "## Segmentation settings",
         "",
-        "```json",
-        json.dumps(result.segmentation, indent=2),
-        "```",
+        *settings,
         "",
     ]
     return "\n".join(lines)

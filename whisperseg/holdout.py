@@ -1,8 +1,10 @@
 """Hold back part of a person's labels, and learn from the rest what a segment can be.
 
-Labelled clips arrive in the order they were annotated. The last fraction of the
-labels is held back (cut in the gap before them, so no label is split), with the
-annotated time after them, to score a finetuned model on labels it never trained on.
+Labelled clips arrive in the order they were annotated, each naming the recording it
+was cut from. Of every recording, the last fraction of its labels is held back (cut in
+the gap before them, so no label is split), with the annotated time after them, to
+score a finetuned model on labels it never trained on: a job on labels from several
+recordings is judged on all of them, not on the last one alone.
 """
 
 from __future__ import annotations
@@ -48,8 +50,25 @@ def _cut_before_last_labels(examples: Sequence[TrainingExample], fraction: float
 def split_examples(
     examples: Sequence[TrainingExample], fraction: float
 ) -> tuple[list[TrainingExample], list[TrainingExample]]:
-    """(kept, held back): the last ``fraction`` of the labels, and the annotated time
-    from the gap before them on, are held back."""
+    """(kept, held back): of each recording (``source``), the last ``fraction`` of its
+    labels and its annotated time from the gap before them on are held back. A
+    recording with a single label is all kept: holding it back would teach nothing of it."""
+    kept: list[TrainingExample] = []
+    held: list[TrainingExample] = []
+    for source in dict.fromkeys(e.source for e in examples):
+        clips = [e for e in examples if e.source == source]
+        if sum(len(e.segments) for e in clips) < 2:
+            kept += clips
+            continue
+        part_kept, part_held = _split_recording(clips, fraction)
+        kept += part_kept
+        held += part_held
+    return kept, held
+
+
+def _split_recording(
+    examples: Sequence[TrainingExample], fraction: float
+) -> tuple[list[TrainingExample], list[TrainingExample]]:
     cut = _cut_before_last_labels(examples, fraction)
     kept: list[TrainingExample] = []
     held: list[TrainingExample] = []

@@ -45,6 +45,7 @@ class TrainingExample:
     spec_time_step: float
     min_frequency: float = 0.0
     weight: float = 1.0  # crops are drawn in proportion to length in windows times this
+    source: str = ""  # the recording it was cut from: labels are held back per recording
 
     @property
     def duration(self) -> float:

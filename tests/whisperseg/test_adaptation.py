@@ -142,7 +142,8 @@ def test_label_stats_leave_out_labels_cut_by_a_clip_edge() -> None:
     assert stats.min_duration == pytest.approx(0.1)
     assert stats.min_gap == pytest.approx(0.05)
     assert stats.clusters == ("a", "b")
-    assert default_tolerance(0.25) == pytest.approx(0.02)
+    assert default_tolerance(0.25) == pytest.approx(0.025)  # a tenth of the median
+    assert default_tolerance(0.05) == pytest.approx(0.01)  # at least 10 ms
     assert default_tolerance(0.004) == pytest.approx(0.002)
 
 
@@ -177,3 +178,17 @@ def test_a_cancelled_job_stops() -> None:
     config = AdaptationConfig(training=TrainingConfig(max_steps=50, batch_size=1))
     with pytest.raises(TrainingCancelled):
         adapt(random_tiny(d_model=32), [_example()], config, should_stop=lambda: True)
+
+
+def test_labels_are_held_back_from_every_recording() -> None:
+    def clip(source: str) -> TrainingExample:
+        calls = tuple(Segment(0.1 + 0.2 * i, 0.15 + 0.2 * i, "call") for i in range(5))
+        return TrainingExample(np.zeros(16000, np.float32), 16000, calls, 0.0, source=source)
+
+    single = TrainingExample(
+        np.zeros(16000, np.float32), 16000, (Segment(0.1, 0.2, "call"),), 0.0, source="c"
+    )
+    kept, held = split_examples([clip("a"), clip("b"), single], 0.2)
+    assert sorted(e.source for e in held) == ["a", "b"]  # one label from each of a and b
+    assert all(len(e.segments) == 1 for e in held)
+    assert "c" in {e.source for e in kept}  # a lone label is never held back

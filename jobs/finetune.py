@@ -161,7 +161,7 @@ def model_card(job: JobRecord, result: AdaptationResult) -> str:
         f"| `energy-threshold` | {v.energy_segment_f1:.3f} |",
         f"| finetuned | {v.finetuned_segment_f1:.3f} |",
         "",
-        f"Verdict: **{v['verdict']}**"
+        f"Verdict: **{v.verdict}**"
         + (
             "."
             if v.verdict == "better"

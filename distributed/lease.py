@@ -290,10 +290,15 @@ class Lease:
         return bool(pushed)
 
     def release(self, ended: bool) -> None:
-        """Stop renewing and give the job back; ``ended``: no delivery of it runs again."""
+        """Stop renewing; ``ended``: give the job back, no delivery of it runs again. A job
+        that stopped unfinished (its lease was lost) is left to lapse, so the watch hands it
+        on unless another worker already has it."""
         self._stop.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(5)
+        if not ended:
+            audit(self.client, event="lost", job=self.job_id, worker=self.holder["worker"])
+            return
         keys = [lease_key(self.job_id), RUNNING_KEY, job_key(self.job_id)]
         try:
             self.client.eval(_RELEASE, 3, *keys, self.value, self.job_id, int(ended))

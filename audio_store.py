@@ -96,8 +96,10 @@ class AudioStore:
         idle_timeout_s: float,
         resample_cache_bytes: int | None = None,
         clock: Callable[[], float] = time.monotonic,
+        max_channels: int | None = None,
     ):
         self.budget_bytes = budget_bytes
+        self.max_channels = max_channels  # an upload with more is refused from its header
         self.idle_timeout_s = idle_timeout_s
         self.resample_cache_bytes = (
             budget_bytes // 4 if resample_cache_bytes is None else resample_cache_bytes
@@ -174,7 +176,7 @@ class AudioStore:
                 check(sample_rate, frames)
             self.make_room(nbytes)
 
-        decoded = decode_audio(source, self.budget_bytes, before_read)
+        decoded = decode_audio(source, self.budget_bytes, before_read, self.max_channels)
         return decoded, self.add(decoded)
 
     @contextmanager

@@ -61,6 +61,8 @@ from api.schemas import (
     VisualizationReply,
     VisualizationRequest,
     WavReply,
+    WorkerReply,
+    WorkersReply,
 )
 from audio.codec import encode_wav_int16, to_float32
 from audio.url_fetch import fetch_url
@@ -400,6 +402,14 @@ def training_job(query: JobsQuery, model_name: str) -> JobReply:
     """One job's state, progress, ETA, loss and error message."""
     access = services().access
     return JobReply.of(access.visible_job(model_name, access.user(query.token)))
+
+
+@api.get("/workers", reply=WorkersReply, tags=["Models"])
+def workers() -> WorkersReply:
+    """The live Celery workers: queues, device, last heartbeat, the jobs each runs."""
+    cluster = services().cluster
+    found = cluster.workers() if cluster is not None else []
+    return WorkersReply(workers=[WorkerReply(**w) for w in found])
 
 
 @api.post("/whisperseg-auth", body=TokenRequest, reply=AuthReply, tags=["Models"])

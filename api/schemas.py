@@ -298,7 +298,10 @@ class JobsQuery(ApiModel):
 class ModelEntry(Reply):
     model_name: str
     status: str = Field(description='"ready", or a job state: "queued", "training"')
-    eta: str = Field(description='HH:MM:SS, or "--:--:--" when unknown')
+    eta: str = Field(
+        description='HH:MM:SS, "--:--:--" when unknown, or "waiting for a worker" (a queued '
+        "job no live worker serves)"
+    )
 
 
 class ModelListReply(Reply):
@@ -377,6 +380,14 @@ class JobReply(Reply):
     finished: str | None
     validation: ValidationReply | None = Field(description="Once measured; None before")
     attempts: int = Field(description="Starts so far: above 1 when a lost worker's job was retried")
+    history: list[str] = Field(
+        description='Distributed mode: what happened, oldest first ("started on worker W at T", '
+        '"requeued: worker W lost at T")'
+    )
+    last_event: str | None = Field(
+        description="Why a queued job waits (no live worker serves its queue), else the latest "
+        "of its history"
+    )
 
     @classmethod
     def of(cls, job: JobRecord) -> JobReply:
@@ -394,11 +405,31 @@ class JobReply(Reply):
             validation=job.validation
             and ValidationReply.model_validate(job.validation, from_attributes=True),
             attempts=job.attempts,
+            history=list(job.history),
+            last_event=job.last_event,
         )
 
 
 class JobsReply(Reply):
     jobs: list[JobReply]
+
+
+class WorkerJob(Reply):
+    kind: str = Field(description="finetune or segment")
+    name: str = Field(description="The model a finetuning job makes, a segmentation job's id")
+    since: str = Field(description="When this worker took it (ISO 8601 UTC)")
+
+
+class WorkerReply(Reply):
+    name: str
+    queues: list[str]
+    device: str | None
+    last_heartbeat: str | None = Field(description="ISO 8601 UTC; refreshed every 5 s")
+    jobs: list[WorkerJob] = Field(description="The jobs it runs now")
+
+
+class WorkersReply(Reply):
+    workers: list[WorkerReply] = Field(description="Live workers; empty without --broker")
 
 
 class CancelReply(Reply):

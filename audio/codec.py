@@ -45,12 +45,14 @@ def decode_audio(
     source: bytes | BinaryIO,
     max_bytes: int,
     before_read: Callable[[int, int, int], None] | None = None,
+    max_channels: int | None = None,
 ) -> DecodedAudio:
     """Decode a whole file (bytes or a seekable file object, e.g. a spooled upload).
 
-    Refuses before reading if the header claims more than ``max_bytes``. ``before_read``
-    gets (frames, sample rate, bytes the samples will take) from the header, before the
-    samples are read: the place to refuse or to make room.
+    Refuses before reading if the header claims more than ``max_bytes`` or more than
+    ``max_channels`` channels (each channel costs its own spectrogram in the reply).
+    ``before_read`` gets (frames, sample rate, bytes the samples will take) from the header,
+    before the samples are read: the place to refuse or to make room.
     """
     stream = io.BytesIO(source) if isinstance(source, bytes) else source
     if stream.seek(0, io.SEEK_END) == 0:
@@ -58,6 +60,11 @@ def decode_audio(
     stream.seek(0)
     try:
         with sf.SoundFile(stream) as f:
+            if max_channels is not None and f.channels > max_channels:
+                raise AudioDecodeError(
+                    f"The file has {f.channels} channels, more than the limit of "
+                    f"{max_channels} (max_channels)"
+                )
             dtype = "int16" if f.subtype in INT16_SUBTYPES else "float32"
             needed = f.frames * f.channels * np.dtype(dtype).itemsize
             if needed > max_bytes:

@@ -6,6 +6,7 @@ caller has made anything it would have to undo, or with that undo left to the ca
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -14,6 +15,7 @@ from celery.result import AsyncResult
 from kombu.exceptions import OperationalError
 from kombu.utils.url import maybe_sanitize_url
 
+from distributed import lease
 from distributed.app import CPU_QUEUE, GPU_QUEUE, celery_app
 from distributed.state import SharedState, redis_client
 from jobs.record import JobsUnavailable
@@ -58,6 +60,32 @@ class Broker:
                 ignore_result=not keep_result,
             )
         )
+
+    def submit_job(
+        self,
+        job_id: str,
+        kind: str,
+        task: str,
+        message: dict,
+        wants_gpu: bool,
+        name: str,
+        meta: dict | None = None,
+        queue: str | None = None,
+    ) -> str:
+        """Register a leased job (``distributed.lease``) and send its first delivery; the
+        queue it went to (``queue``, else the one ``queue_for`` picks). Nothing stays
+        registered when the send fails."""
+        queue = queue or self.queue_for(wants_gpu)
+        client = self.state.client
+        args = (client, job_id, kind, task, message, queue, wants_gpu, name, meta)
+        leased = self.reachable(lambda: lease.register_job(*args))
+        try:
+            self.send(task, leased, queue, task_id=job_id)
+        except BaseException:
+            with contextlib.suppress(*UNREACHABLE):
+                lease.forget_job(client, job_id)
+            raise
+        return queue
 
     def cancel(self, task_id: str, revoke: bool) -> None:
         """Flag the job (its worker stops at its next step); ``revoke`` also tells the

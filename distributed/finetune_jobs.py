@@ -4,7 +4,8 @@ The server validates a request, writes the clips to the shared audio folder, cre
 the job's folder with its ``job.json`` (state ``queued``) and sends the task; a broker
 that is down makes the submit fail with JobsUnavailable (503) and leaves no folder. From
 then on the worker writes the record (``distributed.tasks``) and the server reads it:
-job lists come from the models folder, whichever process changed it.
+job lists come from the models folder, whichever process changed it. A queued job that no
+live worker can take (none serves its queue) is reported as waiting for one.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from distributed.app import FINETUNE_TASK
+from distributed.app import CPU_QUEUE, FINETUNE_TASK
 from distributed.broker import Broker
+from distributed.lease import FINETUNE, waiting_note
 from distributed.messages import config_to_message, example_to_message
 from jobs.finetune import FINETUNE_DEFAULTS
 from jobs.record import JobRecord, UnknownJobError
@@ -37,7 +39,6 @@ class CeleryFinetuneJobs:
 
     def __init__(self, registry: ModelRegistry, broker: Broker, audio_dir: Path):
         self.registry, self.broker, self.audio_dir = registry, broker, audio_dir
-        self.store = JobStore(registry.models_dir)
         self.store = JobStore(registry.models_dir)
         self._submitting = threading.Lock()  # one name check and folder creation at a time
         registry.models_dir.mkdir(parents=True, exist_ok=True)
@@ -62,10 +63,13 @@ class CeleryFinetuneJobs:
                 "examples": [example_to_message(self.audio_dir, e) for e in examples],
                 "config": config_to_message(config or FINETUNE_DEFAULTS),
             }
+            record.queue = self.broker.queue_for(wants_gpu=True)
+            record.history.append(f"queued on {record.queue!r} at {record.created}")
             self.store.create(record)
             try:
-                queue = self.broker.queue_for(wants_gpu=True)
-                self.broker.send(FINETUNE_TASK, message, queue, task_id=record.task_id)
+                self.broker.submit_job(
+                    record.task_id, FINETUNE, FINETUNE_TASK, message, True, name, queue=record.queue
+                )
             except BaseException:
                 shutil.rmtree(self.registry.models_dir / name, ignore_errors=True)
                 raise
@@ -84,15 +88,32 @@ class CeleryFinetuneJobs:
         return dataclasses.replace(record)
 
     def jobs(self) -> list[JobRecord]:
-        return self.store.records()
+        return self._noted(self.store.records())
 
     def job(self, name: str) -> JobRecord | None:
         for delay in REREAD_DELAYS_S:
             record = self.store.load(name)
             if record is not None or not any(self._staged(name)):
-                return record
+                return self._noted([record])[0] if record else None
             time.sleep(delay)
-        return self.store.load(name)
+        record = self.store.load(name)
+        return self._noted([record])[0] if record else None
+
+    def _noted(self, records: list[JobRecord]) -> list[JobRecord]:
+        """Queued records say so when no live worker serves their queue."""
+        queued = [r for r in records if r.state == "queued"]
+        if queued:
+            live: set[str] | None = None
+
+            def served() -> set[str]:
+                nonlocal live
+                if live is None:
+                    live = self.broker.state.live_queues()
+                return live
+
+            for record in queued:
+                record.waiting = waiting_note(record.queue or CPU_QUEUE, served)
+        return records
 
     def close(self, timeout: float | None = None) -> None:
         """Jobs belong to the workers: closing the server leaves them running."""

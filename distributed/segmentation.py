@@ -6,10 +6,16 @@ worker appends (``state``), feeds each chunk to the run as the embedded thread w
 and passes a cancel on to the worker. So kept predictions, waiting get-labels and
 partial labels behave as in the embedded mode. A worker lost mid-run leaves its task
 to another, which resumes after the chunks already reported; repeated chunks are ignored.
+
+Each run is registered in Redis with what it segments (``distributed.lease``), and its
+events stay there for a day after it ends, so a server that restarts (even killed) takes
+up every run from them: running ones are followed again and finish, ended ones report
+their labels, under the same job id.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from dataclasses import dataclass
@@ -19,13 +25,15 @@ from audio_store import AudioStore
 from distributed import shared_audio
 from distributed.app import SEGMENT_RUN_TASK
 from distributed.broker import UNREACHABLE, Broker
-from inference.runs import RunCancelled, SegmentationRun
+from distributed.lease import SEGMENT, jobs_of_kind
+from inference.runs import RunCancelled, RunKey, RunStore, SegmentationRun
 from jobs.record import JobsUnavailable
 from model_registry import ENERGY_MODEL
 from whisperseg.segment import Segment
 
 log = logging.getLogger(__name__)
 POLL_S = 0.2
+KEEP_ENDED_S = 24 * 3600  # an ended run's events, for a server that restarts meanwhile
 
 
 @dataclass
@@ -40,11 +48,20 @@ class _Followed:
 class CeleryRunQueue:
     """Sends each run to the workers and mirrors its progress (a ``RunQueue``)."""
 
-    def __init__(self, broker: Broker, audio: AudioStore, audio_dir: Path):
+    def __init__(
+        self, broker: Broker, audio: AudioStore, audio_dir: Path, runs: RunStore | None = None
+    ):
+        """``runs``: the service's run store, given so that the runs of a previous server
+        process are taken up into it."""
         self.broker, self.audio, self.audio_dir = broker, audio, audio_dir
         self._lock = threading.Lock()
         self._followed: dict[str, _Followed] = {}
         self._stop = threading.Event()
+        if runs is not None:
+            try:
+                self._restore(runs)
+            except (JobsUnavailable, *UNREACHABLE):
+                log.warning("broker unreachable: earlier segmentation jobs not taken up")
         self._thread = threading.Thread(target=self._follow, name="segmentation-jobs", daemon=True)
         self._thread.start()
 
@@ -60,13 +77,50 @@ class CeleryRunQueue:
             "model_name": key.model_name,
             "min_frequency": key.min_frequency,
         }
+        meta = {
+            "audio_id": key.audio_id,
+            "model_name": key.model_name,
+            "model_identity": list(key.model_identity),
+            "min_frequency": key.min_frequency,
+            "audio": name,
+        }
         try:
             shared_audio.write(self.audio_dir, name, channel.samples, channel.sample_rate)
-            queue = self.broker.queue_for(wants_gpu=key.model_name != ENERGY_MODEL)
-            self.broker.send(SEGMENT_RUN_TASK, message, queue, task_id=run.run_id)
+            wants_gpu = key.model_name != ENERGY_MODEL
+            self.broker.submit_job(
+                run.run_id, SEGMENT, SEGMENT_RUN_TASK, message, wants_gpu, run.run_id, meta
+            )
         except BaseException:
             self._forget(run.run_id)
             raise
+
+    def _restore(self, runs: RunStore) -> None:
+        """Take up the runs a previous server process sent, from their events."""
+        for run_id, info in jobs_of_kind(self.broker.state.client, SEGMENT):
+            meta = json.loads(info.get("meta") or "{}")
+            if not meta or runs.known(run_id):
+                continue
+            identity = tuple(meta["model_identity"])
+            key = RunKey(meta["audio_id"], meta["model_name"], identity, meta["min_frequency"])
+            run = SegmentationRun(key)
+            run.run_id = run_id
+            entry = _Followed(run, meta["audio"])
+            events = self.broker.state.events(run_id)
+            if not events and info.get("ended") == "1":
+                continue  # its events have expired
+            entry.events_read = len(events)
+            ended = False
+            for event in events:
+                if not self._take(entry, event):
+                    ended = True
+                    break
+            if not ended and run.cancel_requested:
+                ended = True
+            runs.adopt(run)
+            if not ended:
+                with self._lock:
+                    self._followed[run_id] = entry
+            log.info("segmentation job %s taken up (%s)", run_id, run.status().state)
 
     def close(self, timeout: float | None = None) -> None:
         """Stop following: the runs end cancelled here, their workers are told to stop."""
@@ -143,6 +197,6 @@ class CeleryRunQueue:
             if not still_read:
                 (self.audio_dir / entry.audio).unlink(missing_ok=True)
         try:
-            self.broker.state.forget_events(run_id)
+            self.broker.state.keep_events(run_id, KEEP_ENDED_S)
         except UNREACHABLE:
-            log.warning("could not delete the events of segmentation job %s", run_id)
+            log.warning("could not expire the events of segmentation job %s", run_id)

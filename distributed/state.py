@@ -17,6 +17,7 @@ import logging
 import redis
 
 from distributed.app import CONNECT_TIMEOUT_S
+from whisperseg.durable import utc_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,10 @@ PREFIX = "whisperseg:"
 HEARTBEAT_EVERY_S = 5.0
 HEARTBEAT_TTL_S = 3 * HEARTBEAT_EVERY_S
 KEEP_S = 7 * 24 * 3600  # flags and events outlive any job, then expire
+
+
+def events_key(run_id: str) -> str:
+    return f"{PREFIX}run:{run_id}"
 
 
 def redis_client(url: str) -> redis.Redis:
@@ -47,26 +52,36 @@ class SharedState:
             log.warning("cannot read the cancel flag of %s", job_id, exc_info=True)
             return False
 
-    def beat(self, worker: str, queues: list[str]) -> None:
-        entry = json.dumps({"queues": queues})
+    def beat(self, worker: str, queues: list[str], device: str | None = None) -> None:
+        entry = json.dumps({"queues": queues, "device": device, "beat_at": utc_timestamp()})
         self.client.set(f"{PREFIX}worker:{worker}", entry, ex=round(HEARTBEAT_TTL_S))
 
     def forget_worker(self, worker: str) -> None:
         self.client.delete(f"{PREFIX}worker:{worker}")
 
-    def live_queues(self) -> set[str]:
-        """The queues served by workers whose heartbeat has not expired."""
+    def heartbeats(self) -> dict[str, dict]:
+        """Worker name -> its last heartbeat (queues, device, time), for live workers."""
         keys = list(self.client.scan_iter(f"{PREFIX}worker:*"))
         entries = self.client.mget(keys) if keys else []
-        return {q for entry in entries if entry for q in json.loads(entry)["queues"]}
+        prefix = len(f"{PREFIX}worker:")
+        return {
+            key.decode()[prefix:]: json.loads(entry)
+            for key, entry in zip(keys, entries, strict=True)
+            if entry
+        }
+
+    def live_queues(self) -> set[str]:
+        """The queues served by workers whose heartbeat has not expired."""
+        return {q for entry in self.heartbeats().values() for q in entry["queues"]}
 
     def push_event(self, run_id: str, event: dict) -> None:
-        key = f"{PREFIX}run:{run_id}"
+        key = events_key(run_id)
         self.client.pipeline().rpush(key, json.dumps(event)).expire(key, KEEP_S).execute()
 
     def events(self, run_id: str, start: int = 0) -> list[dict]:
-        return [json.loads(e) for e in self.client.lrange(f"{PREFIX}run:{run_id}", start, -1)]
+        return [json.loads(e) for e in self.client.lrange(events_key(run_id), start, -1)]
 
-    def forget_events(self, run_id: str) -> None:
-        """Delete a followed run's events (its cancel flag stays for a worker yet to start)."""
-        self.client.delete(f"{PREFIX}run:{run_id}")
+    def keep_events(self, run_id: str, seconds: float) -> None:
+        """Let an ended run's events go after ``seconds`` (a restarted server reports the
+        run from them until then; its cancel flag stays for a worker yet to start)."""
+        self.client.expire(events_key(run_id), round(seconds))

@@ -1,7 +1,9 @@
 """The tasks a worker runs: finetuning jobs, segmentation jobs, corpus files.
 
-Each may run more than once (a lost worker's task is handed to another): a finetuning
-job counts its attempts in ``job.json`` and gives up after :data:`MAX_ATTEMPTS`; a
+A finetuning or segmentation job runs under a lease (``distributed.lease``): a delivery
+whose generation is stale, whose job is leased by a live worker, or whose job has ended is
+dropped; a worker lost mid-job lets its lease lapse and the watch hands the job on. A
+finetuning job counts its starts in ``job.json`` and says in its ``history`` who ran it; a
 segmentation job resumes after the chunks already reported; a corpus file is written
 atomically, so a second run only writes the same file again.
 """
@@ -9,13 +11,21 @@ atomically, so a second run only writes the same file again.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from celery import Celery
 
 from distributed import shared_audio
 from distributed.app import FINETUNE_TASK, SEGMENT_FILE_TASK, SEGMENT_RUN_TASK
+from distributed.lease import (
+    FINETUNE,
+    MAX_ATTEMPTS,
+    SEGMENT,
+    Lease,
+    LeasedJobStore,
+    LeaseTimes,
+)
 from distributed.messages import config_from_message, example_from_message
 from distributed.state import SharedState
 from inference.service import segment_channel
@@ -23,12 +33,11 @@ from jobs.finetune import run_job
 from jobs.store import JobStore
 from model_registry import ModelRegistry
 from whisperseg.corpus import CorpusFile, segment_corpus_file
+from whisperseg.durable import utc_timestamp
 from whisperseg.files import load_model
 
 log = logging.getLogger(__name__)
-# A job whose worker was lost this many times is not handed out again: it may be what
-# kills its workers (memory).
-MAX_ATTEMPTS = 3
+__all__ = ["MAX_ATTEMPTS", "WorkerContext", "register"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +50,7 @@ class WorkerContext:
     state: SharedState
     jobs: JobStore
     device: str | None = None
+    lease_times: LeaseTimes = field(default_factory=LeaseTimes)
 
 
 def register(app: Celery, context: WorkerContext) -> None:
@@ -59,12 +69,54 @@ def register(app: Celery, context: WorkerContext) -> None:
         return run_corpus_file(context, message)
 
 
+def _take_lease(
+    context: WorkerContext, message: dict, kind: str, name: str
+) -> tuple[Lease | None, str | None]:
+    """(this delivery's lease, or None when the delivery must be dropped; a note when it
+    takes over a lost worker's lapsed lease that the watch had not handed on yet)."""
+    token = message["lease"]
+    lease, why, previous = Lease.acquire(
+        context.state.client, token, context.name, kind, name, context.lease_times
+    )
+    if lease is None:
+        log.warning(
+            "dropping a delivery of job %s (generation %s): %s",
+            token["job"],
+            token["generation"],
+            {
+                "stale": "a newer delivery replaced it",
+                "busy": "a live worker runs the job",
+                "ended": "the job has ended",
+                "unknown": "the job is not registered",
+            }.get(why, why),
+        )
+    if lease is None or previous is None:
+        return lease, None
+    return lease, f"requeued: worker {previous['worker']} lost at {utc_timestamp()}"
+
+
 def run_finetune(context: WorkerContext, message: dict) -> None:
     """Train the job named in ``message`` unless it has ended or was cancelled meanwhile."""
-    store = context.jobs
+    leased = "lease" in message  # a message sent by an older server runs unleased
+    lease, note = (None, None)
+    if leased:
+        lease, note = _take_lease(context, message, FINETUNE, message["name"])
+    if leased and lease is None:
+        return
+    ended = True
+    try:
+        ended = _finetune(context, message, lease, note)
+    finally:
+        if lease is not None:
+            lease.release(ended=ended)
+
+
+def _finetune(context: WorkerContext, message: dict, lease: Lease | None, note: str | None) -> bool:
+    """Run the job; whether it ended (False: stopped because its lease was lost)."""
+    store = context.jobs if lease is None else LeasedJobStore(context.jobs.models_dir, lease)
     record = store.load(message["name"])
     if record is None or not record.active:
-        return  # gone, cancelled while queued, or a second delivery of a finished job
+        return True  # gone, cancelled while queued, or a second delivery of a finished job
     job_id = record.task_id or record.name
     if context.state.cancel_requested(job_id):
         record.finish("cancelled")
@@ -73,6 +125,11 @@ def run_finetune(context: WorkerContext, message: dict) -> None:
     else:
         record.start()
         record.worker = context.name
+        if note:
+            record.history.append(note)
+        record.history.append(
+            f"started on worker {context.name} at {record.started} (attempt {record.attempts})"
+        )
         store.save(record)
         run_job(
             store,
@@ -81,18 +138,40 @@ def run_finetune(context: WorkerContext, message: dict) -> None:
             lambda: [example_from_message(context.audio_dir, e) for e in message["examples"]],
             config_from_message(message["config"]),
             context.device,
-            should_stop=lambda: context.state.cancel_requested(job_id),
+            should_stop=lambda: (
+                context.state.cancel_requested(job_id) or (lease is not None and lease.lost)
+            ),
+            stopped=lambda: ("cancelled", None),
         )
-        return
+        return lease is None or not lease.lost
     store.save(record)
+    return True
 
 
 def run_segmentation(context: WorkerContext, message: dict) -> None:
     """Segment a shared channel chunk by chunk, appending each chunk to the run's events."""
     run_id, state = message["run_id"], context.state
+    leased = "lease" in message
+    lease, note = (None, None)
+    if leased:
+        lease, note = _take_lease(context, message, SEGMENT, run_id)
+    if leased and lease is None:
+        return
+    push = state.push_event if lease is None else (lambda r, e: lease.push_event(r, e))
+    if note:
+        push(run_id, {"kind": "requeued", "note": note})
+    try:
+        _segment(context, message, push, lease)
+    finally:
+        if lease is not None:
+            lease.release(ended=not lease.lost)
+
+
+def _segment(context: WorkerContext, message: dict, push, lease: Lease | None) -> None:
+    run_id, state = message["run_id"], context.state
     reported = [e["chunk"] for e in state.events(run_id) if e["kind"] == "chunk"]
     first = max(reported, default=-1) + 1  # a lost worker's chunks are not computed again
-    state.push_event(run_id, {"kind": "started"})
+    push(run_id, {"kind": "started", "worker": context.name, "at": utc_timestamp()})
     try:
         samples, sr = shared_audio.load(context.audio_dir, message["audio"])
         chunks = segment_channel(
@@ -100,19 +179,21 @@ def run_segmentation(context: WorkerContext, message: dict) -> None:
         )
         index = first
         while not state.cancel_requested(run_id):
+            if lease is not None and lease.lost:
+                return  # handed to another worker: it goes on from the chunks reported
             found = next(chunks, None)
             if found is None:
-                state.push_event(run_id, {"kind": "done"})
+                push(run_id, {"kind": "done"})
                 return
             progress, segments = found
             rows = [list(asdict(s).values()) for s in segments]
             event = {"kind": "chunk", "chunk": index, "progress": progress, "segments": rows}
-            state.push_event(run_id, event)
+            push(run_id, event)
             index += 1
-        state.push_event(run_id, {"kind": "cancelled"})
+        push(run_id, {"kind": "cancelled"})
     except Exception as exc:
         log.exception("segmentation job %s failed", run_id)
-        state.push_event(run_id, {"kind": "failed", "error": str(exc) or type(exc).__name__})
+        push(run_id, {"kind": "failed", "error": str(exc) or type(exc).__name__})
 
 
 def run_corpus_file(context: WorkerContext, message: dict) -> dict:

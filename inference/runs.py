@@ -162,6 +162,18 @@ class RunStore:
             raise UnknownRunError(f"No segmentation job {run_id!r}")
         return run
 
+    def known(self, run_id: str) -> bool:
+        with self._lock:
+            return run_id in self._by_id
+
+    def adopt(self, run: SegmentationRun) -> None:
+        """Keep a run made elsewhere (a job taken up after a server restart) under its id,
+        and under its key unless a run of that key is already kept."""
+        with self._lock:
+            self._by_id[run.run_id] = run
+            self._by_key.setdefault(run.key, run)
+            self._trim()
+
     def remove(self, run: SegmentationRun) -> None:
         """Forget a run that could not be queued; it ends cancelled for anyone holding it."""
         with self._lock:

@@ -18,6 +18,7 @@ from whisperseg.durable import utc_timestamp
 from whisperseg.training import TrainingExample, TrainingProgress
 
 INTERRUPTED = "interrupted by a server restart"
+WAITING_ETA = "waiting for a worker"  # the ETA text of a job no live worker can take
 
 JobState = Literal["queued", "training", "done", "failed", "cancelled"]
 ACTIVE_STATES: tuple[JobState, ...] = ("queued", "training")
@@ -44,8 +45,12 @@ class JobRecord:
     """What ``job.json`` holds; times are ISO 8601 UTC, ``eta_s`` None while unknown.
 
     ``attempts`` counts the starts: above 1 when a worker was lost mid-job and another
-    took the job over; ``task_id`` is the broker's id of a distributed job and ``worker``
-    the Celery worker that last started it.
+    took the job over; ``task_id`` is the broker's id of a distributed job, ``worker``
+    the Celery worker that last started it and ``queue`` the queue it was last sent to.
+    ``history`` says what happened to a distributed job, oldest first (``"started on
+    worker W at T"``, ``"requeued: worker W lost at T"``); ``waiting`` is not stored but
+    filled in when a queued job is read: why it has not started (no live worker serves its
+    queue), and then its ETA reads ``"waiting for a worker"``.
     """
 
     name: str
@@ -64,10 +69,22 @@ class JobRecord:
     attempts: int = 0
     task_id: str | None = None
     worker: str | None = None
+    queue: str | None = None
+    history: list[str] = field(default_factory=list)
+    waiting: str | None = None
 
     @property
     def eta(self) -> str:
+        if self.state == "queued" and self.waiting:
+            return WAITING_ETA
         return format_eta(self.eta_s)
+
+    @property
+    def last_event(self) -> str | None:
+        """What a person should know first: why it waits, else the latest of its history."""
+        if self.active and self.waiting:
+            return self.waiting
+        return self.history[-1] if self.history else None
 
     @property
     def active(self) -> bool:
@@ -93,7 +110,7 @@ class JobRecord:
     def start(self) -> None:
         """Mark a (re)started attempt."""
         self.state, self.started, self.attempts = "training", utc_timestamp(), self.attempts + 1
-        self.progress, self.eta_s, self.error = 0.0, None, None
+        self.progress, self.eta_s, self.error, self.waiting = 0.0, None, None, None
 
     def report(self, progress: TrainingProgress) -> None:
         """Take a training step's progress, loss and ETA."""

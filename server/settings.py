@@ -58,9 +58,12 @@ class ServerSettings(BaseSettings):
     auth_tokens_file: Path | None = None
     max_loaded_models: int = 2
     finetune_max_steps: int = 150
+    max_channels: int = 64  # channels per upload; each costs a spectrogram in the reply
     # Distributed mode (flag --broker or --broker-url): finetuning and segmentation jobs go to
     # Celery workers through this Redis broker (e.g. redis://127.0.0.1:6379/0).
     broker_url: str | None = None
+    # How often the server looks for jobs whose worker's lease lapsed (distributed mode).
+    lease_check_s: float = 5.0
 
     @property
     def max_upload_bytes(self) -> int:

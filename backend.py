@@ -21,6 +21,7 @@ import numpy as np
 from flask import Flask, Response, current_app, request
 from flask_cors import CORS
 
+import label_studio_backend
 from annotations.labels import LabelledRecording, merge_labels, training_clips
 from api.errors import ERROR_STATUSES
 from api.json_api import ApiError, JsonApi
@@ -97,6 +98,7 @@ def create_app(settings: ServerSettings) -> Flask:
     weakref.finalize(app, started.close)
     CORS(app)
     api.init_app(app, ERROR_STATUSES)
+    label_studio_backend.install(app)
     return app
 
 
@@ -416,6 +418,9 @@ def workers() -> WorkersReply:
 def whisperseg_auth(body: TokenRequest) -> AuthReply:
     """Whether a token is valid; every token is with authentication off."""
     return AuthReply(success=services().access.auth.is_valid(body.token))
+
+
+label_studio_backend.declare_routes(api)  # Label Studio's ML-backend protocol, /label-studio
 
 
 def main(argv: list[str] | None = None) -> None:

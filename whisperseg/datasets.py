@@ -9,6 +9,7 @@ every benchmark and model card reports on the same files.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,8 @@ import soundfile as sf
 
 from whisperseg.segment import Segment
 
+# A copy of the recordings elsewhere (a machine without ../shared), e.g. bench/gpu_check.py's pack.
+SHARED_DATA_VARIABLE = "WHISPERSEG_SHARED_DATA"
 # Held-out group name -> substring of the file name that selects it.
 HELD_OUT: MappingProxyType[str, str] = MappingProxyType(
     {
@@ -107,6 +110,8 @@ def split_recordings(paths: Iterable[str | Path]) -> tuple[list[Path], list[Path
 
 
 def shared_data_dir() -> Path | None:
-    """``../shared/data`` next to the repository root, or None where it is absent."""
-    folder = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+    """``../shared/data`` next to the repository root (``$WHISPERSEG_SHARED_DATA`` when
+    set), or None where it is absent."""
+    override = os.environ.get(SHARED_DATA_VARIABLE)
+    folder = Path(override) if override else Path(__file__).resolve().parents[2] / "shared" / "data"
     return folder if folder.is_dir() else None

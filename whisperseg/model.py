@@ -48,10 +48,13 @@ def pick_device(requested: str | None = None) -> torch.device:
 
 
 def inference_dtype(device: torch.device) -> torch.dtype:
-    """Half precision on a GPU (bf16 where supported), full precision on the CPU."""
+    """Half precision on a GPU (bf16 where the chip has it, fp16 before Ampere), full
+    precision on the CPU. Emulated bf16 (which torch reports as supported on a T4 or V100
+    by default) would run far slower than fp16 there."""
     if device.type != "cuda":
         return torch.float32
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    native = torch.cuda.is_bf16_supported(including_emulation=False)
+    return torch.bfloat16 if native else torch.float16
 
 
 def _quantized(network: WhisperForConditionalGeneration) -> WhisperForConditionalGeneration:

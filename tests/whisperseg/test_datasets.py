@@ -95,3 +95,12 @@ def test_loading_gives_the_json_segments() -> None:
     )
     assert rec.tolerance == meta["tolerance"] and rec.species == meta["species"]
     assert rec.duration == pytest.approx(sf.info(path).duration)
+
+
+def test_a_copy_of_the_recordings_elsewhere_is_named_by_a_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WHISPERSEG_SHARED_DATA", str(tmp_path))
+    assert shared_data_dir() == tmp_path
+    monkeypatch.setenv("WHISPERSEG_SHARED_DATA", str(tmp_path / "absent"))
+    assert shared_data_dir() is None

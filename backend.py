@@ -55,6 +55,8 @@ from api.schemas import (
     SpecParams,
     SpectrogramReply,
     StatusReply,
+    SuggestAreasReply,
+    SuggestAreasRequest,
     TokenRequest,
     UploadByUrlRequest,
     UploadForm,
@@ -69,7 +71,9 @@ from audio.codec import encode_wav_int16, to_float32
 from audio.url_fetch import fetch_url
 from audio.waveform import visualization_array
 from inference.runs import RunKey
+from inference.suggestions import suggest_annotation_areas
 from jobs.finetune import finetune_config
+from model_registry import ENERGY_MODEL
 from server.services import Services
 from server.settings import ServerSettings, SettingsError
 from spectrogram import SpecConfig, compute_db, render_jpeg_base64, resolve_config, row_frequencies
@@ -360,6 +364,35 @@ def segmentation_job(job_id: str) -> SegmentationJobReply:
 def cancel_segmentation_job(job_id: str) -> SegmentationJobReply:
     """Cancel a segmentation job: a queued one at once, a running one after its chunk."""
     return SegmentationJobReply.of(services().segmentation.cancel(job_id))
+
+
+@api.post(
+    "/suggest-annotation-areas",
+    body=SuggestAreasRequest,
+    reply=SuggestAreasReply,
+    status=200,
+    tags=["Models"],
+)
+def suggest_annotation_areas_route(body: SuggestAreasRequest) -> SuggestAreasReply:
+    """Where to label next: areas of these channels, best first, within total_seconds,
+    outside the annotated areas (from kept segmentation runs where they exist)."""
+    access = services().access
+    model = access.usable_model(body.model_name, access.user(body.token))
+    keys = [
+        (
+            _run_key(body.token, audio_id, model, body.min_frequency),
+            _run_key(body.token, audio_id, ENERGY_MODEL, body.min_frequency),
+        )
+        for audio_id in body.channels()
+    ]
+    areas = suggest_annotation_areas(
+        services().segmentation,
+        keys,
+        body.areas_by_channel(),
+        body.total_seconds,
+        body.area_seconds,
+    )
+    return SuggestAreasReply.of(model, areas)
 
 
 @api.post("/finetune-whisperseg", body=FinetuneRequest, reply=MessageReply, tags=["Models"])

@@ -35,17 +35,23 @@ def label_name(value: object) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Label:
-    """A segment as the frontend shows it: seconds from the recording start and three names."""
+    """A segment as the frontend shows it: seconds from the recording start and three names.
+
+    ``confidence`` is the predicted chance (0-1) that a model's segment is right; a
+    person's label has 1.0.
+    """
 
     onset: float
     offset: float
     species: str = UNKNOWN
     individual: str = UNKNOWN
     clustername: str = UNKNOWN
+    confidence: float = 1.0
 
     @classmethod
     def from_segment(cls, segment: Segment) -> Label:
-        return cls(segment.onset, segment.offset, *split_cluster(segment.cluster))
+        names = split_cluster(segment.cluster)
+        return cls(segment.onset, segment.offset, *names, confidence=segment.confidence)
 
     @property
     def cluster(self) -> str:

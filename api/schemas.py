@@ -326,6 +326,12 @@ class LabelReply(Reply):
     species: str
     individual: str
     clustername: str
+    confidence: float = Field(
+        ge=0,
+        le=1,
+        description="Extension: the predicted chance that this segment is right (a calibrated "
+        "probability, see README 'Confidence'); 1.0 for a person's label",
+    )
 
 
 class LabelsReply(Reply):
@@ -464,3 +470,77 @@ class SegmentationJobReply(Reply):
 
 class AuthReply(Reply):
     success: bool
+
+
+# --- Where to label next -----------------------------------------------------------------
+
+
+class ChannelArea(AreaBody):
+    """An area of one channel: seconds from the start of its recording."""
+
+    audio_id: str
+
+
+class SuggestAreasRequest(TokenRequest):
+    audio_ids: list[str] = Field(
+        min_length=1, max_length=1000, description="The channels to choose from"
+    )
+    model_name: str | None = Field(None, description="Default: the shipped model")
+    annotated_areas: list[ChannelArea] = Field(
+        default_factory=list, description="Already labelled: suggestions never overlap these"
+    )
+    total_seconds: float = Field(
+        16.0, gt=0, le=86_400, description="The suggested areas together last at most this"
+    )
+    area_seconds: float | None = Field(
+        None,
+        ge=0.05,
+        le=3600,
+        description="Length of one area; default: a quarter of the budget within 1-8 s, "
+        "longer for long calls",
+    )
+    min_frequency: float | None = Field(None, ge=0, description="Hz; default: the model's")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SuggestAreasRequest:
+        if self.area_seconds is not None and self.area_seconds > self.total_seconds:
+            raise ValueError("area_seconds must not exceed total_seconds")
+        for area in self.annotated_areas:
+            if area.offset < area.onset:
+                raise ValueError(
+                    f"annotated_areas: offset {area.offset} is before onset {area.onset}"
+                )
+        return self
+
+    def channels(self) -> list[str]:
+        """The audio ids in order, each once."""
+        return list(dict.fromkeys(self.audio_ids))
+
+    def areas_by_channel(self) -> dict[str, list[tuple[float, float]]]:
+        areas: dict[str, list[tuple[float, float]]] = {}
+        for area in self.annotated_areas:
+            areas.setdefault(area.audio_id, []).append((area.onset, area.offset))
+        return areas
+
+
+class SuggestedAreaReply(Reply):
+    audio_id: str
+    onset: float = Field(description="Seconds")
+    offset: float = Field(description="Seconds")
+    score: float = Field(
+        description="What the area was chosen with (higher: more to learn): expected wrong "
+        "segments, disagreements with the energy baseline and calls in it, lowered for "
+        "recordings and call kinds already suggested"
+    )
+
+
+class SuggestAreasReply(Reply):
+    model_name: str
+    areas: list[SuggestedAreaReply] = Field(description="Best first")
+
+    @classmethod
+    def of(cls, model_name: str, areas: list[Any]) -> SuggestAreasReply:
+        return cls(
+            model_name=model_name,
+            areas=[SuggestedAreaReply.model_validate(a, from_attributes=True) for a in areas],
+        )

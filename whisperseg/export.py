@@ -4,7 +4,9 @@ Annotations come as the frontend posts them (and as ``segment_annotations`` turn
 model's segments into): dicts with ``onset``/``offset`` in seconds and
 optional ``species``, ``individual``, ``clustername``, ``minFrequency``, ``maxFrequency``,
 ``filename``, ``channelIndex`` (0-based), where -1, null or a missing key mean "no value".
-Rows are sorted by onset.
+Rows are sorted by onset. Rows that carry a ``confidence`` (a model's segments, or a
+prediction the frontend posted back) get a confidence column in CSV and Raven; without
+one the columns stay as they were.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ RAVEN_COLUMNS = (
     "Cluster",
 )
 LABEL_KEYS = ("species", "individual", "clustername")
+CONFIDENCE = "confidence"
 # What the frontend sends for "no value": a missing key, null, "" or its -1 placeholder.
 NO_VALUE = (None, "", -1, "-1")
 
@@ -60,20 +63,28 @@ class ExportFormat:
         return f"{stem}.{self.extension}"
 
 
+def _has_confidence(annotations: list[Annotation]) -> bool:
+    return any(has_value(item.get(CONFIDENCE)) for item in annotations)
+
+
 def to_csv(annotations: list[Annotation]) -> str:
-    """Comma-separated, one header row of :data:`CSV_COLUMNS`; values as posted."""
+    """Comma-separated, one header row of :data:`CSV_COLUMNS` (then ``confidence`` where a
+    row carries one); values as posted."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, CSV_COLUMNS, restval="", extrasaction="ignore")
+    columns = CSV_COLUMNS + ((CONFIDENCE,) if _has_confidence(annotations) else ())
+    writer = csv.DictWriter(buffer, columns, restval="", extrasaction="ignore")
     writer.writeheader()
     writer.writerows(_by_onset(annotations))
     return buffer.getvalue()
 
 
 def to_raven(annotations: list[Annotation]) -> str:
-    """Raven selection table; an unknown low frequency is 0 Hz, an unknown high one empty."""
+    """Raven selection table; an unknown low frequency is 0 Hz, an unknown high one empty;
+    a ``Confidence`` column where a row carries one."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, delimiter="\t", lineterminator="\n")
-    writer.writerow(RAVEN_COLUMNS)
+    confidence = _has_confidence(annotations)
+    writer.writerow(RAVEN_COLUMNS + (("Confidence",) if confidence else ()))
     for number, item in enumerate(_by_onset(annotations), start=1):
         channel = _value(item, "channelIndex")
         low, high = _value(item, "minFrequency"), _value(item, "maxFrequency")
@@ -87,6 +98,7 @@ def to_raven(annotations: list[Annotation]) -> str:
                 low if low is not None else 0,
                 high if high is not None else "",
                 *(_text(item, key) for key in LABEL_KEYS),
+                *((_text(item, CONFIDENCE),) if confidence else ()),
             ]
         )
     return buffer.getvalue()

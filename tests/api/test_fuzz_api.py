@@ -206,6 +206,7 @@ def fuzz_request(draw, operation: Operation, audio_ids: list[str]) -> dict[str, 
     """Keyword arguments of ``FlaskClient.open`` for one generated request."""
     special = {
         "audio_id": st.sampled_from(audio_ids),
+        "audio_ids": st.lists(st.sampled_from(audio_ids), min_size=1, max_size=3) | st.just([]),
         "audio_url": st.sampled_from(REFUSED_URLS),
         "model_name": st.sampled_from(["energy-threshold", "whisperseg-tiny"]) | st.text(),
         "initial_model_name": st.sampled_from(["energy-threshold", "whisperseg-tiny"]),

@@ -4,6 +4,7 @@ and runs on its own, outside the checkout."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 PROJECT = Path(__file__).resolve().parents[1]
+IGNORED = shutil.ignore_patterns("__pycache__")
 SERVER_MODULES = ("flask", "flask_cors", "werkzeug", "celery", "kombu", "redis", "gunicorn")
 
 
@@ -50,8 +52,12 @@ def test_pip_install_gives_a_whisperseg_package_and_command_outside_the_checkout
     env_dir = tmp_path / "env"
     venv.create(env_dir, system_site_packages=True)  # its pip and setuptools: this machine's
     python, command = env_dir / "bin" / "python", env_dir / "bin" / "whisperseg"
+    source = tmp_path / "source"  # a copy: building leaves build/ beside the sources
+    shutil.copytree(PROJECT / "whisperseg", source / "whisperseg", ignore=IGNORED)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(PROJECT / name, source / name)
     install = subprocess.run(
-        [python, "-m", "pip", "install", "-q", "--no-build-isolation", str(PROJECT)],
+        [python, "-m", "pip", "install", "-q", "--no-build-isolation", str(source)],
         capture_output=True,
         text=True,
         timeout=600,

@@ -1,5 +1,0 @@
-import sys
-
-from whisperseg.cli import main
-
-sys.exit(main())

@@ -33,6 +33,10 @@ from whisperseg.view import View, as_viewed, choose_view, known_views
 STEPS_PER_WINDOW = 0.15
 # Fewer held-back labels than this cannot tell two models apart: no verdict is given.
 MIN_HELD_OUT_SEGMENTS = 5
+# "better" needs this much more F1 than the base (one of 20 held-back calls), and at least
+# FLOOR_F1: a model that misses most held-back calls is not better, whatever its base did.
+MARGIN_F1 = 0.05
+FLOOR_F1 = 0.5
 
 
 @dataclass(frozen=True)
@@ -257,12 +261,17 @@ def _validate(
         typed=plan.typed,
         held_out_seconds=sum(e.duration for e in held),
         held_out_segments=held_segments,
-        verdict=("better" if tuned_f1 > base_f1 else "not better") if judged else None,
+        verdict=_verdict(base_f1, tuned_f1) if judged else None,
         held_out_recordings=len({e.source for e in held if e.segments}),
         finetuned_typed_f1=_f1(tuned_found, held, tol, True) if plan.typed else None,
         beats_energy=tuned_f1 > energy_f1,
         note=note,
     )
+
+
+def _verdict(base_f1: float, tuned_f1: float) -> Verdict:
+    better = tuned_f1 >= max(base_f1 + MARGIN_F1, FLOOR_F1)
+    return "better" if better else "not better"
 
 
 def _keeps_base(validation: Validation) -> bool:

@@ -133,7 +133,8 @@ def test_job_lifecycle_to_a_ready_model(worker, registry, examples, gate):
     assert all(record.state == "training" and record.eta_s is not None for record, _ in gate.seen)
     assert gate.seen[0][0].eta_s > gate.seen[-1][0].eta_s == 0
     validation = dataclasses.asdict(done.validation)
-    assert validation["verdict"] in ("better", "not better")
+    too_few = validation["held_out_segments"] < adaptation.MIN_HELD_OUT_SEGMENTS
+    assert validation["verdict"] in ((None,) if too_few else ("better", "not better"))
     assert set(validation) >= {"base_segment_f1", "finetuned_segment_f1", "energy_segment_f1"}
     assert [on_disk["state"] for _, on_disk in gate.seen] == ["training"] * 3
     assert [on_disk["progress"] for _, on_disk in gate.seen] == progress

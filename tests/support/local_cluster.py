@@ -134,7 +134,7 @@ class Workers:
     def start(self, count: int = 1, *flags: str) -> list[Process]:
         """Start ``count`` workers and wait until each has announced itself."""
         client = redis.Redis.from_url(self.broker_url)
-        before = len(list(client.scan_iter("whisperseg:worker:*")))
+        before = set(client.scan_iter("whisperseg:worker:*"))  # a killed one's may still be there
         started = []
         for _ in range(count):
             args = [sys.executable, "finetune_worker.py", "--broker", self.broker_url]
@@ -147,7 +147,7 @@ class Workers:
         def announced() -> bool:
             dead = [p for p in started if p.popen.poll() is not None]
             assert not dead, f"a worker exited:\n{dead[0].log_tail()}"
-            return len(list(client.scan_iter("whisperseg:worker:*"))) >= before + count
+            return len(set(client.scan_iter("whisperseg:worker:*")) - before) >= count
 
         wait_until(announced, STARTUP_TIMEOUT_S, "the workers to start")
         return started

@@ -9,7 +9,8 @@ waits for the jobs to end and prints:
 
 - jobs submitted, done, failed (or otherwise ended), still running;
 - jobs run more than once at the same time (from the lease log: must be 0);
-- the longest time a job stayed assigned to a dead worker (kill to running again);
+- the longest time a job stayed assigned to a dead worker (kill to requeue), and from a
+  kill to the job running again (which includes waiting in the queue behind other jobs);
 - whether every finished model loads, and whether every segmentation job's labels equal
   those of an undisturbed run of the same audio (submitted again at the end, calm).
 
@@ -218,16 +219,26 @@ def overlapping(spans: dict) -> list[str]:
     return doubled
 
 
-def longest_on_a_dead_worker(spans: dict, kills: list[tuple[float, str]], now: float) -> float:
-    """Kill of a job's worker to the next start of that job (or now, if none came)."""
-    longest = 0.0
+def after_kills(
+    log: list[dict], spans: dict, kills: list[tuple[float, str]], now: float
+) -> tuple[float, float]:
+    """(longest kill of a job's worker to its requeue: the time it stayed assigned to a dead
+    worker; longest kill to its next start, queueing behind other jobs included)."""
+    requeued: dict[str, list[float]] = {}
+    for entry in log:
+        if entry["event"] == "requeue":
+            requeued.setdefault(entry["job"], []).append(entry["t"])
+    assigned = running = 0.0
     for at, name in kills:
-        for runs in spans.values():
+        for job, runs in spans.items():
             if not any(w == name and s <= at <= e + 0.5 for s, e, w in runs):
                 continue
+            handed = [t for t in requeued.get(job, []) if t > at]
             later = [s for s, _, w in runs if s > at]
-            longest = max(longest, (min(later) if later else now) - at)
-    return longest
+            first_start = min(later) if later else now
+            assigned = max(assigned, (min(handed) if handed else first_start) - at)
+            running = max(running, first_start - at)
+    return assigned, running
 
 
 def main() -> int:
@@ -281,7 +292,7 @@ def main() -> int:
         log = lease_log(chaos.redis.url)
         spans = intervals(log, chaos.kills, now)
         doubled = overlapping(spans)
-        longest = longest_on_a_dead_worker(spans, chaos.kills, now)
+        assigned, running = after_kills(log, spans, chaos.kills, now)
 
         # every finished model loads
         from whisperseg.model import WhisperSegModel
@@ -326,7 +337,8 @@ def main() -> int:
             f"other: {[s for s in states if s not in ('done', 'failed')]}"
         )
         print(f"jobs run more than once at the same time: {len(doubled)} {doubled or ''}")
-        print(f"longest time a job stayed assigned to a dead worker: {longest:.1f} s")
+        print(f"longest time a job stayed assigned to a dead worker: {assigned:.1f} s")
+        print(f"longest time from a kill to the job running again: {running:.1f} s")
         print(f"finished models that load: {sum(loads)} of {len(loads)}")
         print(
             f"segmentation jobs whose labels equal an undisturbed run's: {sum(same)} of {len(same)}"

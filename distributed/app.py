@@ -35,6 +35,11 @@ def celery_app(broker_url: str, visibility_timeout_s: float = DEFAULT_VISIBILITY
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,  # a waiting message would also age towards the timeout
+        # No message is taken while the pool is busy, even after a reconnection to the broker
+        # (which otherwise resets the prefetch count): a message held but not started by a
+        # worker that then dies would have no lease to lapse and wait out the visibility
+        # timeout.
+        worker_disable_prefetch=True,
         task_ignore_result=True,
         result_expires=24 * 3600,
         task_queues=[Queue(GPU_QUEUE), Queue(CPU_QUEUE)],

@@ -109,9 +109,11 @@ class Ct2Decoder:
         self.suppress_ids = suppress_ids
 
     def generate(
-        self, features: torch.Tensor, prompt: list[int], max_length: int
-    ) -> list[list[int]]:
-        """Each window's generated token ids (the prompt and end token left out)."""
+        self, features: torch.Tensor, prompt: list[int], max_length: int, logits: bool = False
+    ) -> list[tuple[list[int], torch.Tensor | None]]:
+        """Each window's generated token ids (the prompt and end token left out), with
+        ``logits`` also the logits of each generated token's step (tokens, vocabulary;
+        suppressed tokens at the lowest float), on the CPU."""
         import ctranslate2
 
         batch = np.ascontiguousarray(features.detach().to("cpu", torch.float32).numpy())
@@ -122,5 +124,21 @@ class Ct2Decoder:
             max_length=max_length,
             suppress_tokens=self.suppress_ids,
             suppress_blank=False,
+            return_logits_vocab=logits,
         )
-        return [result.sequences_ids[0] for result in results]
+        generated = []
+        for result in results:
+            ids = result.sequences_ids[0]
+            steps = None
+            if logits:
+                rows = [_host_array(view) for view in result.logits[0][: len(ids)]]
+                steps = torch.from_numpy(np.stack(rows)) if rows else torch.zeros(0, 1)
+            generated.append((ids, steps))
+        return generated
+
+
+def _host_array(view: object) -> np.ndarray:
+    """A StorageView's values in host memory (on a GPU through the CUDA array interface)."""
+    if hasattr(view, "__cuda_array_interface__"):
+        return torch.as_tensor(view, device="cuda").float().cpu().numpy()
+    return np.asarray(view, dtype=np.float32)

@@ -87,6 +87,17 @@ def segment_counts(
     most once, so two predictions of one syllable give one TP and one FP.
     Candidates come from a sorted onset search, not an all-pairs matrix.
     """
+    tp = int(matched_predictions(pred, truth, tolerance, match_cluster).sum())
+    return Counts(tp=tp, fp=len(pred) - tp, fn=len(truth) - tp)
+
+
+def matched_predictions(
+    pred: Sequence[Segment],
+    truth: Sequence[Segment],
+    tolerance: float,
+    match_cluster: bool = True,
+) -> np.ndarray:
+    """Which predictions :func:`segment_counts` counts as true positives (bool per one)."""
     pred_codes, truth_codes = _cluster_codes(pred, truth, match_cluster)
     p_on, p_off = _times(pred)
     t_on, t_off = _times(truth)
@@ -107,12 +118,10 @@ def segment_counts(
 
     used_pred = np.zeros(len(pred), dtype=bool)
     used_truth = np.zeros(len(truth), dtype=bool)
-    tp = 0
     for k in np.lexsort((ti, pi, cost)):
         if not (used_pred[pi[k]] or used_truth[ti[k]]):
             used_pred[pi[k]] = used_truth[ti[k]] = True
-            tp += 1
-    return Counts(tp=tp, fp=len(pred) - tp, fn=len(truth) - tp)
+    return used_pred
 
 
 def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:

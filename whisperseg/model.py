@@ -21,12 +21,18 @@ from torch import nn
 from transformers import WhisperForConditionalGeneration
 
 from whisperseg import ct2, published_ct2
+from whisperseg.confidence import Calibration, calibrations_for
 from whisperseg.ct2 import Ct2Decoder
 from whisperseg.folder_swap import replace_folder
-from whisperseg.target_text import TokenSegment, format_target_text, parse_target_text
+from whisperseg.target_text import TokenSegment, format_target_text, parse_tokens, time_token
 from whisperseg.tokenizer import SegTokenizer
 
 MAX_DECODER_TOKENS = 448
+# A boundary's score is the probability the decoder gave the time tokens this close to it.
+BOUNDARY_NEIGHBOURHOOD = 2
+# CTranslate2 hands over whole logit rows; above this vocabulary (published BPE ones) they
+# cost too much memory, and its segments go unscored.
+MAX_SCORED_VOCABULARY = 8192
 MAX_SHARD_SIZE = "40MB"  # per weights file; git hosts refuse files over 50-100 MB
 Backend = Literal["torch", "auto", "ct2"]
 # from_pretrained builds models under a process-wide "meta device" context; a model built
@@ -78,6 +84,8 @@ class WhisperSegModel:
     default_segmentation_config: dict = field(default_factory=dict)
     species_codebook: dict[str, str] = field(default_factory=dict)
     fast_decoder: Ct2Decoder | None = None  # decodes instead of ``network`` when set
+    # How its segments' evidence becomes confidence (whisperseg.confidence), by name.
+    calibrations: dict[str, Calibration] = field(default_factory=lambda: calibrations_for(None))
 
     @property
     def total_spec_columns(self) -> int:
@@ -90,6 +98,12 @@ class WhisperSegModel:
     @property
     def device(self) -> torch.device:
         return next(self.network.parameters()).device
+
+    @property
+    def scores_boundaries(self) -> bool:
+        """Whether its decoder measures how sure it is of each boundary token."""
+        vocabulary = self.network.config.vocab_size
+        return self.fast_decoder is None or vocabulary <= MAX_SCORED_VOCABULARY
 
     @property
     def cluster_names(self) -> dict[int, str]:
@@ -135,6 +149,7 @@ class WhisperSegModel:
                 getattr(config, "default_segmentation_config", None) or {}
             ),
             species_codebook=dict(getattr(config, "species_codebook", None) or {}),
+            calibrations=calibrations_for(folder),
         )
         if backend != "torch":
             model.fast_decoder = model._ct2_decoder(folder, backend == "ct2")
@@ -191,19 +206,68 @@ class WhisperSegModel:
         """Greedy decoding of a batch of windows, restricted to the grammar's tokens.
 
         ``features``: (batch, 80, total_spec_columns). Returns each window's segments
-        in time-token units.
+        in time-token units, each with the ``score`` the decoder gave its boundaries
+        (:meth:`token_scores`; 1.0 where a CTranslate2 decoder cannot measure it).
         """
         species_token = self.tokenizer.species_token(species, self.species_codebook)
         prompt = self.tokenizer.prompt_ids(species_token)
         if self.fast_decoder is not None:
-            generated = self.fast_decoder.generate(features, prompt, MAX_DECODER_TOKENS)
+            scored = self.network.config.vocab_size <= MAX_SCORED_VOCABULARY
+            generated = [
+                (ids, None if logits is None else self.token_scores(logits, ids))
+                for ids, logits in self.fast_decoder.generate(
+                    features, prompt, MAX_DECODER_TOKENS, logits=scored
+                )
+            ]
         else:
             generated = self._generate_torch(features, prompt)
         return [
-            parse_target_text(self.tokenizer.decode(ids), self.max_time_index) for ids in generated
+            parse_tokens(self._pieces(ids), scores, self.max_time_index)
+            for ids, scores in generated
         ]
 
-    def _generate_torch(self, features: torch.Tensor, prompt_ids: list[int]) -> list[list[int]]:
+    def _pieces(self, ids: list[int]) -> list[str]:
+        end = self.tokenizer.end_id
+        return [
+            "" if i == end else t
+            for i, t in zip(ids, self.tokenizer.hf.convert_ids_to_tokens(ids), strict=True)
+        ]
+
+    def token_scores(self, logits: torch.Tensor, chosen: Sequence[int] | torch.Tensor) -> list:
+        """Per generated token: the probability of the chosen token among the grammar's,
+        or for a time token the probability of the time tokens within
+        BOUNDARY_NEIGHBOURHOOD of it (a boundary a step off is still a good boundary).
+        ``logits``: (tokens, vocabulary), disallowed tokens already at -inf or lowest."""
+        chosen = torch.as_tensor(chosen, dtype=torch.long, device=logits.device)
+        if chosen.numel() == 0:
+            return []
+        time_ids, time_index = self._time_token_tables(logits.device)
+        probs = torch.softmax(logits.float(), dim=-1)
+        own = probs.gather(1, chosen[:, None])[:, 0]
+        index = time_index[chosen]
+        count = time_ids.numel()
+        cumulative = torch.nn.functional.pad(probs[:, time_ids].cumsum(1), (1, 0))
+        low = (index - BOUNDARY_NEIGHBOURHOOD).clamp(0, count)
+        high = (index + BOUNDARY_NEIGHBOURHOOD + 1).clamp(0, count)
+        near = cumulative.gather(1, high[:, None])[:, 0] - cumulative.gather(1, low[:, None])[:, 0]
+        return torch.where(index >= 0, near, own).clamp(0.0, 1.0).tolist()
+
+    def _time_token_tables(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Vocabulary ids of the time tokens in time order, and each id's place (-1: none)."""
+        cached = getattr(self, "_time_tables", None)
+        if cached is None or cached[0].device != device:
+            ids = [self.tokenizer.hf.convert_tokens_to_ids(time_token(i))
+                   for i in range(self.max_time_index + 1)]  # fmt: skip
+            time_ids = torch.tensor(ids, dtype=torch.long, device=device)
+            index = torch.full((self.network.config.vocab_size,), -1, dtype=torch.long)
+            index[time_ids.cpu()] = torch.arange(len(ids))
+            cached = (time_ids, index.to(device))
+            self._time_tables = cached
+        return cached
+
+    def _generate_torch(
+        self, features: torch.Tensor, prompt_ids: list[int]
+    ) -> list[tuple[list[int], list[float]]]:
         device, network = self.device, self.network
         dtype = next(network.parameters()).dtype
         encoded = network.model.encoder(input_features=features.to(device, dtype)).last_hidden_state
@@ -215,6 +279,7 @@ class WhisperSegModel:
         end_id = self.tokenizer.end_id
 
         generated: list[list[int]] = [[] for _ in range(batch)]
+        scores: list[list[float]] = [[] for _ in range(batch)]
         finished = torch.zeros(batch, dtype=torch.bool, device=device)
         step_input, cache = prompt, None
         for _ in range(MAX_DECODER_TOKENS - prompt.shape[1]):
@@ -222,16 +287,19 @@ class WhisperSegModel:
                 input_ids=step_input, encoder_hidden_states=encoded, cache=cache, use_cache=True
             )
             cache = out.cache
-            next_ids = (head(out.last_hidden_state[:, -1, :]).float() + allowed).argmax(dim=-1)
+            logits = head(out.last_hidden_state[:, -1, :]).float() + allowed
+            next_ids = logits.argmax(dim=-1)
             next_ids = torch.where(finished, torch.full_like(next_ids, end_id), next_ids)
             finished |= next_ids == end_id
+            step_scores = self.token_scores(logits, next_ids)
             for row, token in enumerate(next_ids.tolist()):
                 if token != end_id:
                     generated[row].append(token)
+                    scores[row].append(step_scores[row])
             if bool(finished.all()):
                 break
             step_input = next_ids[:, None]
-        return generated
+        return list(zip(generated, scores, strict=True))
 
     def target_ids(self, segments: Sequence[TokenSegment], species: str | None) -> list[int]:
         """Token ids a window's segments are written as (species token first, end last)."""

@@ -25,8 +25,9 @@ def split_cluster(cluster: str) -> tuple[str, str, str]:
 class Segment:
     """A labelled stretch of audio, times in seconds from the start of the recording.
 
-    ``confidence`` is the fraction of segmentation trials that agreed on this
-    segment (1.0 for human labels and single-trial predictions).
+    ``confidence`` is a model's calibrated chance (0-1) that this segment is right
+    (``whisperseg.confidence``; inside the consensus step, the share of trials that
+    agreed); 1.0 for human labels.
     """
 
     onset: float

@@ -2,8 +2,9 @@
 
 Windows are cut, featurised and decoded one batch at a time, so memory stays
 bounded whatever the recording's length. Several trials shift the windows by a
-fraction of a window; their segments are merged by DBSCAN consensus, and the share
-of trials that agree on a segment becomes its confidence.
+fraction of a window; their segments are merged by DBSCAN consensus. Each segment's
+confidence is calibrated from the trials' agreement, the decoder's boundary scores and
+its band level (``whisperseg.confidence``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import librosa
 import numpy as np
 import torch
 
+from whisperseg import confidence
 from whisperseg.consensus import consensus
 from whisperseg.features import FeatureConfig, window_features
 from whisperseg.model import WhisperSegModel
@@ -102,7 +104,9 @@ def join_windows(
     max_index: int,
     names: dict[int, str],
 ) -> list[Segment]:
-    """One trial's windows as segments in seconds, joining segments cut by a window edge."""
+    """One trial's windows as segments in seconds, joining segments cut by a window edge;
+    each segment's confidence is the decoder's score of its boundaries (the lower one of
+    the parts for a joined segment)."""
     step = features.seconds_per_time_token
     joined: list[Segment] = []
     cut_at_edge = False
@@ -113,9 +117,10 @@ def join_windows(
             onset, offset = origin + token.onset * step, origin + token.offset * step
             continues = cut_at_edge and position == 0 and token.onset == 0
             if continues and joined[-1].cluster == cluster:
-                joined[-1] = replace(joined[-1], offset=offset)
+                score = min(joined[-1].confidence, token.score)
+                joined[-1] = replace(joined[-1], offset=offset, confidence=score)
             else:
-                joined.append(Segment(onset, offset, cluster))
+                joined.append(Segment(onset, offset, cluster, token.score))
         cut_at_edge = bool(token_segments) and token_segments[-1].offset >= max_index
     return joined
 
@@ -176,13 +181,28 @@ def segment_recording(
     species: str | None = None,
     progress: ProgressCallback | None = None,
 ) -> list[Segment]:
-    """Segments of a mono recording, sorted by onset, each with its trial agreement."""
+    """Segments of a mono recording, sorted by onset, each with its confidence: the
+    calibrated chance that it is right (``whisperseg.confidence``)."""
+    segments, evidence = segment_with_evidence(model, audio, sr, config, species, progress)
+    name = confidence.SCORED if model.scores_boundaries else confidence.UNSCORED
+    return confidence.with_confidence(segments, evidence, model.calibrations[name])
+
+
+def segment_with_evidence(
+    model: WhisperSegModel,
+    audio: np.ndarray,
+    sr: int,
+    config: SegmentationConfig,
+    species: str | None = None,
+    progress: ProgressCallback | None = None,
+) -> tuple[list[Segment], dict[str, np.ndarray]]:
+    """(segments with their trial vote as confidence, their evidence for calibration)."""
     audio = np.asarray(audio, dtype=np.float32)
     if config.sr and sr != config.sr:
         audio = librosa.resample(audio, orig_sr=sr, target_sr=config.sr, res_type="soxr_hq")
         sr = config.sr
     if audio.size == 0:
-        return []
+        return [], confidence.whisperseg_evidence([], [], audio, sr, config.min_frequency)
     features = feature_config(config, sr, model.total_spec_columns)
     seconds_per_declared = features.sr / sr
     trials = max(1, config.num_trials)
@@ -213,8 +233,14 @@ def segment_recording(
         )
         for windows in results
     ]
-    merged = consensus(per_trial, config.eps)
-    finalised = _finalise(merged, features.fft_widening * seconds_per_declared)
+    merged = consensus([[replace(s, confidence=1.0) for s in t] for t in per_trial], config.eps)
+    widening = features.fft_widening * seconds_per_declared
+    finalised = _finalise(merged, widening)
     if config.min_gap > 0:
-        return join_gaps(finalised, config.min_gap, config.min_segment_length)
-    return finalised
+        finalised = join_gaps(finalised, config.min_gap, config.min_segment_length)
+    narrowed = [  # the trials' segments where the final ones are: FFT widening undone
+        [replace(s, onset=s.onset + widening, offset=s.offset - widening) for s in t]
+        for t in per_trial
+    ]
+    evidence = confidence.whisperseg_evidence(finalised, narrowed, audio, sr, config.min_frequency)
+    return finalised, evidence

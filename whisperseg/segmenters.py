@@ -15,6 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
+from whisperseg import confidence
 from whisperseg.autoconfig import SettingsChoice, settings_for_recording
 from whisperseg.energy import EnergyParams, energy_segments
 from whisperseg.model import WhisperSegModel
@@ -68,14 +69,19 @@ class WhisperSegSegmenter:
 
 @dataclass(frozen=True)
 class EnergySegmenter:
-    """``min_frequency`` can raise the band floor, never lower it (``EnergyParams.with_floor``)."""
+    """``min_frequency`` can raise the band floor, never lower it (``EnergyParams.with_floor``).
+    Its segments' confidence is calibrated from their level and length
+    (``whisperseg.confidence``)."""
 
     min_frequency: float | None = None
     cluster: str = "vocal"
 
     def segment(self, audio: np.ndarray, sr: int) -> list[Segment]:
         params = EnergyParams.with_floor(self.min_frequency)
-        return energy_segments(audio, sr, params, self.cluster)
+        found = energy_segments(audio, sr, params, self.cluster)
+        evidence = confidence.energy_evidence(found, audio, sr, self.min_frequency)
+        calibration = confidence.default_calibrations()[confidence.ENERGY]
+        return confidence.with_confidence(found, evidence, calibration)
 
     @property
     def context_seconds(self) -> float:

@@ -8,8 +8,8 @@ Grammar (WHISPERSEG.md): a species token, then for each segment in time order
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 
 UNKNOWN_SPECIES_TOKEN = "<|unknown|>"
 PROMPT_TOKENS = ("<|startoftranscript|>", "<|en|>", "<|notimestamps|>")
@@ -22,11 +22,16 @@ def time_token(index: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class TokenSegment:
-    """A segment inside one window, in time-token units (what the model reads and writes)."""
+    """A segment inside one window, in time-token units (what the model reads and writes).
+
+    ``score``: how sure the decoder was of both boundaries (the product of the probability
+    it gave the onset and the offset token's neighbourhood; 1.0 when not measured).
+    """
 
     onset: int
     offset: int
     cluster_id: int
+    score: float = field(default=1.0, compare=False)
 
 
 def format_target_text(segments: Iterable[TokenSegment], species_token: str) -> str:
@@ -39,9 +44,22 @@ def format_target_text(segments: Iterable[TokenSegment], species_token: str) -> 
 
 def parse_target_text(text: str, max_time_index: int) -> list[TokenSegment]:
     """Tolerant parse of generated text: malformed or reversed groups are skipped."""
+    return parse_tokens([text], None, max_time_index)
+
+
+def parse_tokens(
+    pieces: Sequence[str], scores: Sequence[float] | None, max_time_index: int
+) -> list[TokenSegment]:
+    """Like :func:`parse_target_text` over generated tokens (their text ``pieces``), each
+    segment scored with the ``scores`` of its onset and offset tokens (None: 1.0)."""
+    text = "".join(pieces)
+    owner = [i for i, piece in enumerate(pieces) for _ in piece]  # character -> token
     found = []
     for match in _SEGMENT_PATTERN.finditer(text):
         onset, cluster_id, offset = (int(g) for g in match.groups())
         if onset < offset <= max_time_index:
-            found.append(TokenSegment(onset, offset, cluster_id))
+            score = 1.0
+            if scores is not None:
+                score = scores[owner[match.start()]] * scores[owner[match.end() - 1]]
+            found.append(TokenSegment(onset, offset, cluster_id, score))
     return found

@@ -104,6 +104,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.finetune_speed import juvenile_recording  # noqa: E402
 from bench.segment_speed import post, real_song, upload  # noqa: E402
 from example_audios.make_example_song import make_song  # noqa: E402
+from inference.service import segmenter_for  # noqa: E402
 from model_registry import ModelRegistry  # noqa: E402
 from tests.support.live_server import LiveServer  # noqa: E402
 from whisperseg import ct2  # noqa: E402
@@ -539,9 +540,9 @@ def registry_time(table, plan, gpu, name, audio, sr, seconds) -> float:
     registry = ModelRegistry(plan.models_dir, device=plan.device)
     meter = MemoryMeter(gpu, plan.gpu)
     with meter:
-        registry.segmenter(name, audio[: sr * 3], sr).segment(audio[: sr * 3], sr)  # loads
+        segmenter_for(registry, name, audio[: sr * 3], sr, None).segment(audio[: sr * 3], sr)
         started = time.perf_counter()
-        segments = registry.segmenter(name, audio, sr).segment(audio, sr)
+        segments = segmenter_for(registry, name, audio, sr, None).segment(audio, sr)
         elapsed = time.perf_counter() - started
     model = registry.load(name)
     kind = "CTranslate2" if model.fast_decoder else "torch"

@@ -65,19 +65,26 @@ class Story:
         return len({s.cluster for s in self.truth}) > 1
 
 
-def mammal_like(seed: int = 3, duration: float = 90.0, sr: int = 16000) -> tuple:
-    """Calls of 100-500 ms: a frequency-modulated harmonic stack (f0 250-700 Hz, vibrato,
-    falling or rising) with soft onsets, 0.1-1.5 s apart, in coloured noise with clicks."""
+def mammal_like(
+    seed: int = 3,
+    duration: float = 90.0,
+    sr: int = 16000,
+    lengths: tuple[float, float] = (0.1, 0.5),
+    noise_gain: float = 1.0,
+) -> tuple:
+    """Calls of ``lengths`` (100-500 ms): a frequency-modulated harmonic stack (f0 250-700
+    Hz, vibrato, falling or rising) with soft onsets, 0.1-1.5 s apart, in coloured noise
+    (times ``noise_gain``) with clicks."""
     rng = np.random.default_rng(seed)
     noise = np.cumsum(rng.normal(0, 1, round(duration * sr)))  # brown, then whitened a bit
-    noise = 0.6 * (noise - np.convolve(noise, np.ones(64) / 64, "same")) / 40
+    noise = noise_gain * 0.6 * (noise - np.convolve(noise, np.ones(64) / 64, "same")) / 40
     audio = (noise + rng.normal(0, 0.004, noise.size)).astype(np.float32)
     for _ in range(int(duration * 2)):  # handling clicks: loud, a few ms
         at = rng.integers(0, audio.size - 100)
         audio[at : at + 60] += rng.normal(0, 0.05, 60).astype(np.float32)
     truth, t = [], 0.3
     while True:
-        length = rng.uniform(0.1, 0.5)
+        length = rng.uniform(*lengths)
         if t + length > duration - 0.3:
             break
         n = round(length * sr)

@@ -120,7 +120,7 @@ def test_get_labels_keeps_the_human_labels_inside_annotated_areas(
     }
     labels = client.post("/get-labels", json=body).get_json()["labels"]
     inside = [x for x in labels if x["onset"] < 5.0]
-    assert inside == [human]  # the human label outside every area is not returned
+    assert inside == [{**human, "confidence": 1.0}]  # the one outside every area is not returned
     assert len(labels) > 10 and all(x["clustername"] == "vocal" for x in labels[1:])
 
 
@@ -143,7 +143,7 @@ def test_get_labels_without_a_species_reads_the_settings_off_mouse_ultrasound(
     audio_id = upload_file(client, wav)
     truth = load_recording(wav).segments
     scores = {}
-    with caplog.at_level("INFO", logger="model_registry"):
+    with caplog.at_level("INFO", logger="inference.service"):
         for model in ("whisperseg-tiny", "energy-threshold"):
             body = {"audio_id": audio_id, "model_name": model, "min_frequency": 35000}
             labels = client.post("/get-labels", json=body).get_json()["labels"]

@@ -55,7 +55,15 @@ def test_segment_writes_csv_and_json(tmp_path: Path, tiny_folder: Path) -> None:
     assert result.returncode == 0, result.stderr
     with open(tmp_path / "out.csv") as handle:
         reader = csv.DictReader(handle)
-        assert reader.fieldnames == ["file", "onset", "offset", "cluster", "confidence"]
+        assert reader.fieldnames == [
+            "file",
+            "onset",
+            "offset",
+            "species",
+            "individual",
+            "cluster",
+            "confidence",
+        ]
         rows = list(reader)
     assert all(0 <= float(r["onset"]) < float(r["offset"]) <= 1.0 for r in rows)
 

@@ -357,14 +357,17 @@ class ValidationReply(Reply):
     finetuned_typed_f1: float | None = Field(
         description="Cluster names must match; only when the labels name several"
     )
+    base_typed_f1: float | None = Field(
+        default=None, description="The base's, cluster names matching; 0 for a base without them"
+    )
     tolerance: float = Field(description="Seconds an onset or offset may be off")
     typed: bool = Field(description="Whether the labels name several call types")
     held_out_seconds: float
     held_out_segments: int
     held_out_recordings: int = Field(description="Recordings the held-back labels come from")
     verdict: Literal["better", "not better"] | None = Field(
-        description='"better" when the finetuned model beats its base; null with too few '
-        "held-back labels to judge (note says so)"
+        description='"better" when the finetuned model beats its base (on typed F1 when the '
+        "labels name call types); null with too few held-back labels to judge (note says so)"
     )
     beats_energy: bool | None = Field(description="Whether it beats the energy threshold")
     kept: Literal["finetuned", "base"] = Field(

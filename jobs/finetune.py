@@ -147,9 +147,12 @@ def model_card(job: JobRecord, result: AdaptationResult) -> str:
     v = result.validation
     request = job.request
     typed = (
-        f"| finetuned, cluster names must match | {v.finetuned_typed_f1:.3f} |"
+        [
+            f"| `{job.initial_model}`, cluster names must match | {v.base_typed_f1 or 0.0:.3f} |",
+            f"| finetuned, cluster names must match | {v.finetuned_typed_f1:.3f} |",
+        ]
         if v.finetuned_typed_f1 is not None
-        else None
+        else []
     )
     verdict = {
         "better": "**better** than its base on the held-back calls.",
@@ -185,7 +188,7 @@ def model_card(job: JobRecord, result: AdaptationResult) -> str:
         f"| `{job.initial_model}`, not finetuned | {v.base_segment_f1:.3f} |",
         f"| `energy-threshold` | {v.energy_segment_f1:.3f} |",
         f"| finetuned | {v.finetuned_segment_f1:.3f} |",
-        *([typed] if typed else []),
+        *typed,
         "",
         f"Verdict: {verdict} {kept}".rstrip(),
         "",

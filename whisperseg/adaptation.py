@@ -64,10 +64,12 @@ class Validation:
     the model card.
 
     Segment F1 ignores cluster names (voice activity) and is always given; with several
-    cluster names, ``finetuned_typed_f1`` also asks the names to match (species and
-    individual left out: naming an individual per recording does not make calls
-    types). ``verdict`` compares the finetuned model with its base on untyped F1, and
-    is None (``note`` says why) with too few held-back labels to judge; the energy
+    cluster names, ``finetuned_typed_f1`` and ``base_typed_f1`` also ask the names to
+    match (species and individual left out: naming an individual per recording does not
+    make calls types). ``verdict`` compares the finetuned model with its base: on untyped
+    F1, or with call types on typed F1 (the types are what the person asked for; a base
+    that writes none scores 0) while finding the calls about as well as the base. It is
+    None (``note`` says why) with too few held-back labels to judge; the energy
     threshold is compared in ``beats_energy``. ``kept`` says which model the job's
     folder holds.
     """
@@ -82,6 +84,7 @@ class Validation:
     verdict: Verdict | None
     held_out_recordings: int = 1
     finetuned_typed_f1: float | None = None
+    base_typed_f1: float | None = None
     beats_energy: bool | None = None
     kept: Kept = "finetuned"
     note: str = ""
@@ -245,6 +248,8 @@ def _validate(
     energy = _energy(held, seg.min_frequency, plan.energy_cluster)
     base_f1, tuned_f1 = _f1(base_found, held, tol, False), _f1(tuned_found, held, tol, False)
     energy_f1 = _f1(energy, held, tol, False)
+    tuned_typed = _f1(tuned_found, held, tol, True) if plan.typed else None
+    base_typed = _f1(base_found, held, tol, True) if plan.typed else None
     held_segments = sum(len(e.segments) for e in held)
     judged = held_segments >= MIN_HELD_OUT_SEGMENTS
     note = (
@@ -261,16 +266,24 @@ def _validate(
         typed=plan.typed,
         held_out_seconds=sum(e.duration for e in held),
         held_out_segments=held_segments,
-        verdict=_verdict(base_f1, tuned_f1) if judged else None,
+        verdict=_verdict(base_f1, tuned_f1, base_typed, tuned_typed) if judged else None,
         held_out_recordings=len({e.source for e in held if e.segments}),
-        finetuned_typed_f1=_f1(tuned_found, held, tol, True) if plan.typed else None,
+        finetuned_typed_f1=tuned_typed,
+        base_typed_f1=base_typed,
         beats_energy=tuned_f1 > energy_f1,
         note=note,
     )
 
 
-def _verdict(base_f1: float, tuned_f1: float) -> Verdict:
-    better = tuned_f1 >= max(base_f1 + MARGIN_F1, FLOOR_F1)
+def _verdict(
+    base_f1: float, tuned_f1: float, base_typed: float | None, tuned_typed: float | None
+) -> Verdict:
+    if base_typed is None or tuned_typed is None:
+        better = tuned_f1 >= max(base_f1 + MARGIN_F1, FLOOR_F1)
+    else:
+        better = (
+            tuned_typed >= max(base_typed + MARGIN_F1, FLOOR_F1) and tuned_f1 >= base_f1 - MARGIN_F1
+        )
     return "better" if better else "not better"
 
 

@@ -457,6 +457,11 @@ class SegmentationJobReply(Reply):
     eta: str = Field(description='HH:MM:SS, or "--:--:--" when unknown')
     labels: list[LabelReply] = Field(description="So far, in order; all of them when done")
     error: str | None
+    waiting: str | None = Field(
+        default=None,
+        description='Why a queued job has not started, e.g. "waiting for a worker: no live '
+        "worker serves the 'gpu' queue\" (distributed mode); null otherwise",
+    )
 
     @classmethod
     def of(cls, status: RunStatus) -> SegmentationJobReply:
@@ -468,6 +473,7 @@ class SegmentationJobReply(Reply):
             eta=format_eta(status.eta_s),
             labels=LabelsReply.of(labels).labels,
             error=status.error,
+            waiting=status.waiting,
         )
 
 

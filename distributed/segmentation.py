@@ -25,7 +25,7 @@ from audio_store import AudioStore
 from distributed import shared_audio
 from distributed.app import SEGMENT_RUN_TASK
 from distributed.broker import UNREACHABLE, Broker
-from distributed.lease import SEGMENT, jobs_of_kind
+from distributed.lease import SEGMENT, jobs_of_kind, waiting_note
 from inference.runs import RunCancelled, RunKey, RunStore, SegmentationRun
 from jobs.record import JobsUnavailable
 from model_registry import ENERGY_MODEL
@@ -40,6 +40,7 @@ KEEP_ENDED_S = 24 * 3600  # an ended run's events, for a server that restarts me
 class _Followed:
     run: SegmentationRun
     audio: str  # the shared file its worker reads
+    queue: str | None = None  # the queue it was sent to
     events_read: int = 0
     chunks_taken: int = 0
     cancel_sent: bool = False
@@ -87,12 +88,24 @@ class CeleryRunQueue:
         try:
             shared_audio.write(self.audio_dir, name, channel.samples, channel.sample_rate)
             wants_gpu = key.model_name != ENERGY_MODEL
-            self.broker.submit_job(
+            queue = self.broker.submit_job(
                 run.run_id, SEGMENT, SEGMENT_RUN_TASK, message, wants_gpu, run.run_id, meta
             )
         except BaseException:
             self._forget(run.run_id)
             raise
+        with self._lock:
+            followed = self._followed.get(run.run_id)
+            if followed is not None:
+                followed.queue = queue
+
+    def waiting(self, run_id: str) -> str | None:
+        """ "waiting for a worker: ..." while no live worker serves the run's queue."""
+        with self._lock:
+            followed = self._followed.get(run_id)
+        if followed is None or followed.queue is None:
+            return None
+        return waiting_note(followed.queue, self.broker.state.live_queues)
 
     def _restore(self, runs: RunStore) -> None:
         """Take up the runs a previous server process sent, from their events."""
@@ -104,7 +117,7 @@ class CeleryRunQueue:
             key = RunKey(meta["audio_id"], meta["model_name"], identity, meta["min_frequency"])
             run = SegmentationRun(key)
             run.run_id = run_id
-            entry = _Followed(run, meta["audio"])
+            entry = _Followed(run, meta["audio"], queue=info.get("queue"))
             events = self.broker.state.events(run_id)
             if not events and info.get("ended") == "1":
                 continue  # its events have expired

@@ -52,6 +52,7 @@ class RunStatus:
     eta_s: float | None
     segments: list[Segment]
     error: str | None
+    waiting: str | None = None  # why a queued run has not started (no live worker for it)
 
 
 class SegmentationRun:

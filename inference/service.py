@@ -10,6 +10,7 @@ that needs it now. Background runs go to a :class:`RunQueue`: a thread of this p
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections import deque
@@ -78,6 +79,11 @@ class RunQueue(Protocol):
         """Queue a new run; raises JobsUnavailable when it cannot be queued."""
         ...
 
+    def waiting(self, run_id: str) -> str | None:
+        """Why a queued run has not started, when it is waiting for something it may
+        never get (a worker); None otherwise."""
+        ...
+
     def close(self, timeout: float | None = None) -> None:
         """Cancel the queued and running runs and stop."""
         ...
@@ -101,6 +107,10 @@ class LocalRunQueue:
                 raise RuntimeError("the segmentation queue is closed")
             self._queue.append(run)
             self._lock.notify_all()
+
+    def waiting(self, run_id: str) -> str | None:
+        """This process's own thread takes every run: none waits for anything else."""
+        return None
 
     def close(self, timeout: float | None = None) -> None:
         """Calling it again does nothing."""
@@ -171,7 +181,10 @@ class SegmentationService:
         return run.status()
 
     def status(self, run_id: str) -> RunStatus:
-        return self.runs.get(run_id).status()
+        status = self.runs.get(run_id).status()
+        if status.state == "queued":
+            status = dataclasses.replace(status, waiting=self.queue.waiting(run_id))
+        return status
 
     def cancel(self, run_id: str) -> RunStatus:
         run = self.runs.get(run_id)

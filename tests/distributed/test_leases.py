@@ -160,3 +160,11 @@ def test_a_job_no_live_worker_can_take_says_so(
     assert queued["eta"] == "waiting for a worker"
     listed = client.post("/list-models-training-in-progress", json={}).get_json()["response"]
     assert listed == [{"model_name": "alone", "status": "queued", "eta": "waiting for a worker"}]
+
+    audio, _ = make_song(seed=5, duration=5.0)
+    audio_id = upload(client, audio_bytes(audio, 32000)).get_json()["channels"][0]["audio_id"]
+    body = {"audio_id": audio_id, "model_name": "whisperseg-tiny"}
+    job_id = client.post("/segmentation-jobs", json=body).get_json()["job_id"]
+    segmentation = client.get(f"/segmentation-jobs/{job_id}").get_json()
+    assert segmentation["state"] == "queued"
+    assert segmentation["waiting"] == "waiting for a worker: no live worker serves the 'cpu' queue"

@@ -1,0 +1,184 @@
+"""Run a real Label Studio on the loopback, offline, with its own data folder, for tests.
+
+Label Studio cannot share the project's environment (it pins redis<5.3, pytz<2023 and,
+through opencv 4.12, numpy<2.3), so it lives in a virtual environment of its own, made once
+in a cache folder (``WHISPERSEG_TEST_CACHE``, default ``~/.cache/whisperseg-tests``) with
+the version requirements-dev.txt names on its ``# label-studio-venv:`` line. A folder whose
+install did not finish has no ``.complete`` marker and is made again.
+
+    with LabelStudioServer(tmp_path / "ls") as ls:
+        requests.get(ls.url + "/api/projects", headers=ls.auth_headers)
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from tests.support.live_server import PROJECT, free_port
+
+CACHE = Path(os.environ.get("WHISPERSEG_TEST_CACHE", Path.home() / ".cache" / "whisperseg-tests"))
+PIN_LINE = re.compile(r"^#\s*label-studio-venv:\s*(\S+)\s*$", re.MULTILINE)
+
+
+def label_studio_requirement() -> str:
+    """``label-studio==X`` as requirements-dev.txt pins it."""
+    match = PIN_LINE.search((PROJECT / "requirements-dev.txt").read_text())
+    if not match:
+        raise RuntimeError("requirements-dev.txt has no '# label-studio-venv: ...' line")
+    return match.group(1)
+
+
+def label_studio_venv(requirement: str | None = None, timeout_s: float = 1800) -> Path:
+    """The virtual environment holding ``requirement``, made now if missing (minutes)."""
+    requirement = requirement or label_studio_requirement()
+    folder = CACHE / re.sub(r"[^A-Za-z0-9.]+", "-", requirement)
+    marker = folder / ".complete"
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / ".label-studio.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one maker at a time (pytest-xdist workers)
+        if marker.is_file() and marker.read_text() == requirement:
+            return folder
+        shutil.rmtree(folder, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True)
+        subprocess.run(
+            [str(folder / "bin" / "pip"), "install", "--quiet", requirement],
+            check=True,
+            timeout=timeout_s,
+        )
+        marker.write_text(requirement)
+    return folder
+
+
+@dataclass
+class LabelStudioServer:
+    """One Label Studio process: SQLite and files under ``root``, one user with a token."""
+
+    root: Path
+    port: int = field(default_factory=free_port)
+    username: str = "tester@example.org"
+    password: str = field(default_factory=lambda: secrets.token_hex(12))
+    token: str = field(default_factory=lambda: secrets.token_hex(20))
+    local_files_root: Path | None = None  # served at /data/local-files/?d=<relative path>
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Token {self.token}"}
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "label-studio.log"
+
+    def environment(self) -> dict[str, str]:
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("LABEL_STUDIO_", "WHISPERSEG_", "PYTHON"))
+        }
+        env.update(
+            {
+                "LABEL_STUDIO_BASE_DATA_DIR": str(self.root / "data"),
+                "DJANGO_DB": "sqlite",
+                "LABEL_STUDIO_USERNAME": self.username,
+                "LABEL_STUDIO_PASSWORD": self.password,
+                "LABEL_STUDIO_USER_TOKEN": self.token,
+                "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
+                "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
+                # Offline: no error reports, analytics, version checks or remote flags.
+                "SENTRY_DSN": "",
+                "FRONTEND_SENTRY_DSN": "",
+                "COLLECT_ANALYTICS": "false",
+                "LATEST_VERSION_CHECK": "false",
+                "FEATURE_FLAGS_OFFLINE": "true",
+                # The ML backend under test listens on the loopback too (the second one
+                # lets Label Studio create the backend's /webhook on a loopback URL).
+                "ML_BLOCK_LOCAL_IP": "false",
+                "USE_DEFAULT_BANNED_SUBNETS": "false",
+                # A shared 2-core machine segments slowly: wait for a batch of tasks.
+                "ML_TIMEOUT_PREDICT": "900",
+                "ML_TIMEOUT_TRAIN": "300",
+            }
+        )
+        if self.local_files_root is not None:
+            env["LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED"] = "true"
+            env["LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"] = str(self.local_files_root)
+        return env
+
+    def start(self, timeout_s: float = 600) -> None:
+        """Start and wait until its API answers the token (the first start migrates: minutes)."""
+        venv = label_studio_venv()
+        self.root.mkdir(parents=True, exist_ok=True)
+        command = [
+            str(venv / "bin" / "label-studio"), "start", "--no-browser",
+            "--internal-host", "127.0.0.1", "--port", str(self.port), "--host", self.url,
+        ]  # fmt: skip
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                command,
+                cwd=self.root,
+                env=self.environment(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        try:
+            self._wait_until_serving(timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_until_serving(self, timeout_s: float) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"Label Studio exited at start; see {self.log_path}")
+            try:
+                reply = requests.get(
+                    self.url + "/api/projects", headers=self.auth_headers, timeout=5
+                )
+                if reply.ok:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(1)
+        raise RuntimeError(f"Label Studio did not answer within {timeout_s} s; see {self.log_path}")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
+
+    def log_tail(self, lines: int = 40) -> str:
+        if not self.log_path.is_file():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def __enter__(self) -> LabelStudioServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+from conftest import SHIPPED_MODEL
 
 from whisperseg import adaptation
 from whisperseg.adaptation import (
@@ -12,9 +15,11 @@ from whisperseg.adaptation import (
     default_tolerance,
     segmentation_settings,
 )
+from whisperseg.datasets import load_recording
 from whisperseg.features import window_features
 from whisperseg.holdout import LabelStats, label_stats, split_examples
 from whisperseg.initialize import random_tiny
+from whisperseg.model import WhisperSegModel
 from whisperseg.segment import Segment
 from whisperseg.segmentation import (
     SegmentationConfig,
@@ -195,3 +200,23 @@ def test_labels_are_held_back_from_every_recording() -> None:
     assert sorted(e.source for e in held) == ["a", "b"]  # one label from each of a and b
     assert all(len(e.segments) == 1 for e in held)
     assert "c" in {e.source for e in kept}  # a lone label is never held back
+
+
+@pytest.mark.slow
+def test_a_handful_of_calls_the_base_already_finds_keeps_the_base(shared_data: Path) -> None:
+    """Too few held-back labels to judge a finetuned copy, and the base finds every label:
+    the base is kept, so five calls of a species it knows cannot make it worse."""
+    song = load_recording(shared_data / "zebra_finch/adults/zebra_finch_g4p5U-f00049.wav")
+    calls = sorted(song.segments, key=lambda s: s.onset)
+    cut = (calls[4].offset + calls[5].onset) / 2  # the first five calls
+    labelled = tuple(s for s in calls if s.offset <= cut)
+    example = TrainingExample(song.audio[: round(cut * song.sr)], song.sr, labelled, 0.0)
+    config = AdaptationConfig(
+        training=TrainingConfig(max_steps=2, warmup_steps=1, batch_size=2), final_steps=2
+    )
+    base = WhisperSegModel.load(SHIPPED_MODEL, device="cpu")
+    model, result = adapt(base, [example], config)
+    validation = result.validation
+    assert validation.verdict is None and validation.kept == "base"
+    assert "already finds your labels" in validation.note
+    assert model is base and result.segmentation is None

@@ -38,10 +38,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.new_species import SHIPPED, mammal_like  # noqa: E402
+from bench.new_species import SHIPPED, joined_files, mammal_like  # noqa: E402
 from bench.recipe_variants import leave_out  # noqa: E402
 from whisperseg.adaptation import AdaptationConfig, AdaptationResult, adapt  # noqa: E402
-from whisperseg.datasets import find_recordings, load_recording, shared_data_dir  # noqa: E402
+from whisperseg.datasets import find_recordings, shared_data_dir  # noqa: E402
 from whisperseg.metrics import Counts, segment_counts  # noqa: E402
 from whisperseg.model import WhisperSegModel  # noqa: E402
 from whisperseg.segment import Segment  # noqa: E402
@@ -83,15 +83,8 @@ class Story:
 
 def _joined(paths: Sequence[Path], name: str) -> Recording:
     """Files of one recording session (or one bird) end to end, labels shifted to match."""
-    audio, truth, offset, sr = [], [], 0.0, 0
-    for path in paths:
-        recording = load_recording(path)
-        sr = recording.sr
-        audio.append(recording.audio)
-        truth += [replace(s, onset=s.onset + offset, offset=s.offset + offset)
-                  for s in recording.segments]  # fmt: skip
-        offset += recording.duration
-    return Recording(name, np.concatenate(audio), sr, tuple(truth))
+    audio, sr, truth = joined_files(list(paths))
+    return Recording(name, audio, sr, tuple(truth))
 
 
 def generated() -> Story:

@@ -108,8 +108,13 @@ def mammal_like(
 
 def joined(folder: Path, limit: int | None = None) -> tuple:
     """A folder's recordings joined end to end (name order), labels shifted to match."""
+    return joined_files(find_recordings(folder)[:limit])
+
+
+def joined_files(paths: list[Path]) -> tuple:
+    """(audio, sr, truth) of recordings joined end to end, labels shifted to match."""
     audio, truth, offset, sr = [], [], 0.0, 0
-    for path in find_recordings(folder)[:limit]:
+    for path in paths:
         recording = load_recording(path)
         sr = recording.sr
         audio.append(recording.audio)

@@ -17,16 +17,14 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
 
-from tests.support.live_server import PROJECT, free_port
+from tests.support.live_server import PROJECT, free_port, spawn, stop_group, wait_until_answering
 
 CACHE = Path(os.environ.get("WHISPERSEG_TEST_CACHE", Path.home() / ".cache" / "whisperseg-tests"))
 PIN_LINE = re.compile(r"^#\s*label-studio-venv:\s*(\S+)\s*$", re.MULTILINE)
@@ -128,48 +126,20 @@ class LabelStudioServer:
             str(venv / "bin" / "label-studio"), "start", "--no-browser",
             "--internal-host", "127.0.0.1", "--port", str(self.port), "--host", self.url,
         ]  # fmt: skip
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                command,
-                cwd=self.root,
-                env=self.environment(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+        self.process = spawn(command, self.root, self.environment(), self.log_path)
+
+        def answers() -> bool:
+            return requests.get(self.url + "/api/projects", headers=self.auth_headers, timeout=5).ok
+
         try:
-            self._wait_until_serving(timeout_s)
+            what = f"Label Studio ({self.log_path})"
+            wait_until_answering(self.process, answers, timeout_s, what)
         except BaseException:
             self.stop()
             raise
 
-    def _wait_until_serving(self, timeout_s: float) -> None:
-        assert self.process is not None
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"Label Studio exited at start; see {self.log_path}")
-            try:
-                reply = requests.get(
-                    self.url + "/api/projects", headers=self.auth_headers, timeout=5
-                )
-                if reply.ok:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(1)
-        raise RuntimeError(f"Label Studio did not answer within {timeout_s} s; see {self.log_path}")
-
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=30)
+        stop_group(self.process)
 
     def log_tail(self, lines: int = 40) -> str:
         if not self.log_path.is_file():

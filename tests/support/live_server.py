@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -57,6 +58,58 @@ def wait_for_shipped_model(timeout_s: float) -> None:
             raise SystemExit(f"the shipped model {SHIPPED_MODEL} did not appear")
         print(f"waiting for {SHIPPED_MODEL} ...", flush=True)
         time.sleep(30)
+
+
+def spawn(command: list[str], cwd: Path, env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    """Start ``command`` in a process group of its own (so a kill reaches its children),
+    its output appended to ``log_path``."""
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+
+def wait_until_answering(
+    process: subprocess.Popen, answers: Callable[[], bool], timeout_s: float, what: str
+) -> None:
+    """Poll ``answers()`` (False or a connection error: not yet) until it is True; raises
+    when ``process`` exits or ``timeout_s`` passes."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited at start")
+        try:
+            if answers():
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{what} did not answer within {timeout_s} s")
+
+
+def kill_group(process: subprocess.Popen | None) -> None:
+    """SIGKILL the whole process group: no shutdown code runs, as in a crash."""
+    if process is None or process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+
+
+def stop_group(process: subprocess.Popen | None, grace_s: float = 30) -> None:
+    """Graceful stop of the process group (SIGTERM), SIGKILL after ``grace_s``."""
+    if process is None or process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        kill_group(process)
 
 
 def proc_status_kib(pid: int, key: str) -> int:
@@ -111,50 +164,24 @@ class LiveServer:
     def start(self, timeout_s: float = 180) -> None:
         """Start and wait until /get-status answers; the server's output goes to server.log."""
         (self.root / "models").mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                self.command(),
-                cwd=PROJECT,
-                env=self.environment(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: kill() reaches the worker too
-            )
+        self.process = spawn(self.command(), PROJECT, self.environment(), self.log_path)
+
+        def answers() -> bool:  # gunicorn accepts connections before its worker has the app
+            return requests.get(self.url + "/get-status", timeout=5).ok
+
         try:
-            self._wait_until_serving(timeout_s)
+            wait_until_answering(self.process, answers, timeout_s, f"server ({self.log_path})")
         except BaseException:
             self.kill()  # never leave a half-started server behind
             raise
 
-    def _wait_until_serving(self, timeout_s: float) -> None:
-        assert self.process is not None
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited at start; see {self.log_path}")
-            try:  # gunicorn accepts connections before its worker has loaded the app
-                if requests.get(self.url + "/get-status", timeout=5).ok:
-                    return
-            except requests.RequestException:
-                time.sleep(0.2)
-        raise RuntimeError(f"server did not answer within {timeout_s} s; see {self.log_path}")
-
     def kill(self) -> None:
-        """SIGKILL the whole process group: no shutdown code runs, as in a crash."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=30)
+        """SIGKILL the whole process group (the gunicorn worker too), as in a crash."""
+        kill_group(self.process)
 
     def stop(self) -> None:
         """Graceful stop (SIGTERM), then SIGKILL if it takes longer than 30 s."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        stop_group(self.process)
 
     def serving_pid(self) -> int:
         """The process holding the audio: gunicorn's (only) worker, else the server itself."""

@@ -28,6 +28,15 @@ def test_the_import_contracts_hold() -> None:
     assert "0 broken" in result.stdout
 
 
+def test_plain_lint_imports_holds_over_the_packages() -> None:
+    """``lint-imports`` as a newcomer runs it, in the checkout (top-level modules skipped)."""
+    result = subprocess.run(
+        ["lint-imports", "--no-cache"], capture_output=True, text=True, cwd=PROJECT, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 broken" in result.stdout
+
+
 def test_importing_every_engine_module_loads_no_server_module() -> None:
     script = (
         "import pkgutil, sys, whisperseg\n"

@@ -222,13 +222,26 @@ def scores(
     return everywhere.f1, float("nan") if all_labelled else unlabelled.f1
 
 
-def _finetuned_predictions(
-    story: Story, model: WhisperSegModel, result: AdaptationResult, base_predictions
-) -> list[list[Segment]]:
-    if result.segmentation is None:  # the job kept the base
-        return list(base_predictions)
-    settings = SegmentationConfig.from_dict(result.segmentation)
-    return [segment_recording(model, r.audio, r.sr, settings) for r in story.recordings]
+def _served(base: WhisperSegModel, audio: np.ndarray, sr: int, story: Story) -> list[Segment]:
+    """The untuned model as served without a species (``served_config``)."""
+    choice = served_config(base, audio, sr, story.min_frequency or None)
+    return WhisperSegSegmenter(base, choice.config).segment(audio, sr)
+
+
+def _tuned(
+    model: WhisperSegModel, result: AdaptationResult, audio: np.ndarray, sr: int, kept_base
+) -> list[Segment]:
+    """The job's model with the settings it chose; ``kept_base`` when it kept the base."""
+    if result.segmentation is None:
+        return list(kept_base)
+    return segment_recording(model, audio, sr, SegmentationConfig.from_dict(result.segmentation))
+
+
+def _all_tuned(story: Story, model, result, base_found) -> list[list[Segment]]:
+    return [
+        _tuned(model, result, r.audio, r.sr, found)
+        for r, found in zip(story.recordings, base_found, strict=True)
+    ]
 
 
 def _job(
@@ -242,10 +255,8 @@ def _job(
 def _line(label: str, story: Story, areas: Areas, rows: dict[str, list], extra: str) -> str:
     labelled = sum(b - a for v in areas.values() for a, b in v)
     calls = sum(len(e.segments) for e in examples_for(story, areas))
-    cells = "; ".join(
-        f"{name} {s[0]:.3f} / {s[1]:.3f}" for name, s in ((n, scores(story, p, areas))
-                                                         for n, p in rows.items())
-    )  # fmt: skip
+    figures = {name: scores(story, found, areas) for name, found in rows.items()}
+    cells = "; ".join(f"{name} {a:.3f} / {b:.3f}" for name, (a, b) in figures.items())
     return (
         f"  {label}: {labelled:.1f} s, {calls} calls, {len(areas)} of "
         f"{len(story.recordings)} recordings labelled; F1 all unlabelled / recordings "
@@ -257,10 +268,7 @@ def corpus_run(story: Story, base: WhisperSegModel, config: AdaptationConfig) ->
     """The three choices of what to label, and a second round for the suggestions."""
     energy = EnergySegmenter(story.min_frequency or None)
     energy_found = [energy.segment(r.audio, r.sr) for r in story.recordings]
-    base_found = []
-    for r in story.recordings:
-        choice = served_config(base, r.audio, r.sr, story.min_frequency or None)
-        base_found.append(WhisperSegSegmenter(base, choice.config).segment(r.audio, r.sr))
+    base_found = [_served(base, r.audio, r.sr, story) for r in story.recordings]
     area = default_area_seconds(story.budget, [s for p in base_found for s in p])
     choices: dict[str, Callable[[], Areas]] = {
         "first seconds": lambda: first_seconds(story),
@@ -270,7 +278,7 @@ def corpus_run(story: Story, base: WhisperSegModel, config: AdaptationConfig) ->
     for label, choose in choices.items():
         areas = choose()
         model, result, wall = _job(base, examples_for(story, areas), config)
-        tuned = _finetuned_predictions(story, model, result, base_found)
+        tuned = _all_tuned(story, model, result, base_found)
         rows = {"energy": energy_found, "base": base_found, "finetuned": tuned}
         v = result.validation
         extra = f"; job {wall:.0f} s, verdict {v.verdict}, kept {v.kept}"
@@ -278,7 +286,7 @@ def corpus_run(story: Story, base: WhisperSegModel, config: AdaptationConfig) ->
         if label == "suggested":
             areas = suggested(story, tuned, energy_found, areas)
             model, result, wall = _job(base, examples_for(story, areas), config)
-            rows["finetuned"] = _finetuned_predictions(story, model, result, base_found)
+            rows["finetuned"] = _all_tuned(story, model, result, base_found)
             extra = f"; job {wall:.0f} s, kept {result.validation.kept}"
             print(_line("suggested, round 2", story, areas, rows, extra), flush=True)
 
@@ -302,18 +310,8 @@ def few_shot(story: Story, base: WhisperSegModel, config: AdaptationConfig) -> N
         rest = r.audio[round(cut * r.sr) :]
         truth = [replace(s, onset=s.onset - cut, offset=s.offset - cut) for s in calls
                  if s.onset >= cut]  # fmt: skip
-        choice = served_config(base, rest, r.sr, story.min_frequency or None)
-        found = {
-            "energy": energy.segment(rest, r.sr),
-            "base": WhisperSegSegmenter(base, choice.config).segment(rest, r.sr),
-        }
-        found["finetuned"] = (
-            found["base"]
-            if result.segmentation is None
-            else segment_recording(
-                model, rest, r.sr, SegmentationConfig.from_dict(result.segmentation)
-            )
-        )
+        found = {"energy": energy.segment(rest, r.sr), "base": _served(base, rest, r.sr, story)}
+        found["finetuned"] = _tuned(model, result, rest, r.sr, found["base"])
         counts = {
             k: segment_counts(v, truth, story.tolerance, story.typed) for k, v in found.items()
         }

@@ -239,17 +239,17 @@ def _plan(
 
 
 def _validate(
-    base: WhisperSegModel,
+    base_found: list[list[Segment]],
     trained: WhisperSegModel,
     held: Sequence[TrainingExample],
     plan: _Plan,
     work: _Work,
     units: float,
 ) -> Validation:
-    """Segment F1 of the base, the finetuned model and the energy baseline on ``held``."""
+    """Segment F1 of the base (its segments ``base_found``), the finetuned model and the
+    energy baseline on ``held``."""
     seg, tol = plan.segmentation, plan.tolerance
-    base_found = _segment_all(base, held, seg, work, units / 2)
-    tuned_found = _segment_all(trained, held, seg, work, units / 2)
+    tuned_found = _segment_all(trained, held, seg, work, units)
     energy = _energy(held, seg.min_frequency, plan.energy_cluster)
     base_f1, tuned_f1 = _f1(base_found, held, tol, False), _f1(tuned_found, held, tol, False)
     energy_f1 = _f1(energy, held, tol, False)
@@ -326,21 +326,22 @@ def adapt(
     kept, held = split_examples(examples, config.holdout_fraction)
     if not any(e.segments for e in kept):
         raise ValueError("every label is in the last part of the annotated time: label earlier")
-    scoring = STEPS_PER_WINDOW * 2 * _windows(held, plan.segmentation, base.total_spec_columns)
+    columns = base.total_spec_columns
+    scoring = STEPS_PER_WINDOW * _windows(held, plan.segmentation, columns)
     check_base = not plan.typed and _held_segments(held) < MIN_HELD_OUT_SEGMENTS
-    windows = _windows(examples, plan.segmentation, base.total_spec_columns)
-    checking = STEPS_PER_WINDOW * windows if check_base else 0.0
-    work = _Work(config.training.max_steps + config.final_steps + scoring + checking, progress)
+    checking = STEPS_PER_WINDOW * _windows(kept, plan.segmentation, columns) if check_base else 0.0
+    work = _Work(config.training.max_steps + config.final_steps + 2 * scoring + checking, progress)
 
     trained = copy.deepcopy(base)
     losses = _train(trained, kept, plan.view, config.training, work, should_stop)
-    validation = _validate(base, trained, held, plan, work, scoring)
+    base_held = _segment_all(base, held, plan.segmentation, work, scoring)
+    validation = _validate(base_held, trained, held, plan, work, scoring)
     note = None
     if _keeps_base(validation):
         note = "the base model found the held-back calls better: it is kept unchanged"
-    elif check_base:
-        found = _segment_all(base, examples, plan.segmentation, work, checking)
-        known = _f1(found, examples, plan.tolerance, False)
+    elif check_base:  # every label: the held-back ones are segmented already
+        base_kept = _segment_all(base, kept, plan.segmentation, work, checking)
+        known = _f1(base_kept + base_held, [*kept, *held], plan.tolerance, False)
         if known >= BASE_KNOWS_F1:
             note = (
                 f"{validation.note}; the base model already finds your labels (segment F1 "

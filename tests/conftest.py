@@ -76,6 +76,15 @@ def tiny_folder(tmp_path: Path, saved_tiny_model: Path) -> Path:
 
 
 @pytest.fixture
+def tiny_initial_model(tmp_path: Path, saved_tiny_model: Path) -> str:
+    """The random tiny model in ``make_app``'s models folder, for jobs to start from: its
+    steps take milliseconds, so a job lasts about as long as its step count says. For tests
+    of how jobs run, not of what they learn."""
+    shutil.copytree(saved_tiny_model, tmp_path / "models" / "tiny")
+    return "tiny"
+
+
+@pytest.fixture
 def make_app(tmp_path: Path) -> Iterator[Callable[..., Flask]]:
     """Build an app on ``tmp_path/data``; keyword arguments override settings.
 

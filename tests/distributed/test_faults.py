@@ -17,6 +17,10 @@ from example_audios.make_example_song import make_song
 from tests.support.local_cluster import RedisServer, Workers, free_port, wait_until
 
 SONG_SECONDS = 10.0
+# Finetuning jobs start from the random tiny model (conftest's ``tiny_initial_model``), so
+# their length is their step count: these tests are about how jobs run, not what they learn.
+pytestmark = pytest.mark.usefixtures("tiny_initial_model")
+JOB_STEPS = 300  # about 10 s on one thread: long enough to kill a worker mid-job
 
 
 def song_request(client: FlaskClient, name: str) -> dict:
@@ -34,6 +38,7 @@ def song_request(client: FlaskClient, name: str) -> dict:
         "annotated_areas": [{"onset": 0, "offset": SONG_SECONDS}],
         "human_labels": labels,
         "new_model_name": name,
+        "initial_model_name": "tiny",
     }
 
 
@@ -53,7 +58,7 @@ def test_a_job_whose_worker_is_killed_finishes_on_the_other_worker(
     make_app: Callable[..., Flask], workers: Workers
 ) -> None:
     workers.start(2, "--visibility-timeout-s", "10")
-    client = make_app(broker_url=workers.broker_url, finetune_max_steps=45).test_client()
+    client = make_app(broker_url=workers.broker_url, finetune_max_steps=JOB_STEPS).test_client()
     assert (
         client.post("/finetune-whisperseg", json=song_request(client, "hardy")).status_code == 201
     )

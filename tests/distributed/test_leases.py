@@ -17,7 +17,7 @@ import redis
 from api_helpers import audio_bytes, upload
 from flask import Flask
 from flask.testing import FlaskClient
-from test_faults import inference_models, job, song_request
+from test_faults import JOB_STEPS, inference_models, job, song_request
 
 from distributed.lease import LOG_KEY
 from example_audios.make_example_song import make_song
@@ -25,6 +25,7 @@ from tests.support.local_cluster import RedisServer, Workers, wait_until
 
 FAST_LEASES = ("--lease-ttl-s", "4", "--lease-renew-s", "1")
 SERVER = {"lease_check_s": 1.0}
+pytestmark = pytest.mark.usefixtures("tiny_initial_model")  # as in test_faults
 
 
 def lease_log(url: str, job_id: str | None = None) -> list[dict]:
@@ -48,7 +49,7 @@ def test_a_killed_workers_finetune_runs_again_on_the_other_worker_within_seconds
     make_app: Callable[..., Flask], workers: Workers
 ) -> None:
     workers.start(2, *FAST_LEASES)  # the default visibility timeout: 6 hours
-    client = make_app(broker_url=workers.broker_url, finetune_max_steps=45, **SERVER)
+    client = make_app(broker_url=workers.broker_url, finetune_max_steps=JOB_STEPS, **SERVER)
     client = client.test_client()
     submit(client, "sturdy")
     wait_until(lambda: job(client, "sturdy")["progress"] > 0.1, 300, "training to be under way")
@@ -136,7 +137,7 @@ def test_a_job_running_longer_than_the_visibility_timeout_is_not_started_twice(
     make_app: Callable[..., Flask], workers: Workers
 ) -> None:
     workers.start(2, "--visibility-timeout-s", "3", *FAST_LEASES)
-    client = make_app(broker_url=workers.broker_url, finetune_max_steps=45, **SERVER)
+    client = make_app(broker_url=workers.broker_url, finetune_max_steps=JOB_STEPS, **SERVER)
     client = client.test_client()
     submit(client, "once")
     wait_until(lambda: job(client, "once")["state"] not in ("queued", "training"), 600, "end")

@@ -4,11 +4,13 @@ its folder; a segmentation job is taken up again from its registration and event
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 import requests
 from api_helpers import audio_bytes
+from test_faults import JOB_STEPS
 
 from example_audios.make_example_song import make_song
 from tests.support.live_server import LiveServer, link_shipped_model
@@ -18,13 +20,14 @@ pytestmark = pytest.mark.slow
 
 
 def test_a_killed_and_restarted_server_reports_and_finishes_its_jobs(
-    tmp_path: Path, redis_server: RedisServer
+    tmp_path: Path, redis_server: RedisServer, saved_tiny_model: Path
 ) -> None:
     root = tmp_path / "server"
     assert link_shipped_model(root / "models")
+    shutil.copytree(saved_tiny_model, root / "models" / "tiny")  # quick to finetune
     env = {
         "WHISPERSEG_BROKER_URL": redis_server.url,
-        "WHISPERSEG_FINETUNE_MAX_STEPS": "45",
+        "WHISPERSEG_FINETUNE_MAX_STEPS": str(JOB_STEPS),
         "WHISPERSEG_LEASE_CHECK_S": "1",
     }
     workers = Workers(redis_server.url, root / "models", root / "data", tmp_path / "logs")
@@ -48,6 +51,7 @@ def test_a_killed_and_restarted_server_reports_and_finishes_its_jobs(
             "annotated_areas": [{"onset": 0, "offset": 10}],
             "human_labels": labels,
             "new_model_name": "kept",
+            "initial_model_name": "tiny",
         }
         assert requests.post(url + "/finetune-whisperseg", json=body, timeout=60).ok
         segment = {"audio_id": audio_id, "model_name": "whisperseg-tiny"}

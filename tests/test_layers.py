@@ -37,6 +37,7 @@ def test_plain_lint_imports_holds_over_the_packages() -> None:
     assert "0 broken" in result.stdout
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch and all: lint-imports is the quick check
 def test_importing_every_engine_module_loads_no_server_module() -> None:
     script = (
         "import pkgutil, sys, whisperseg\n"

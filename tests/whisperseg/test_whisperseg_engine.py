@@ -191,23 +191,31 @@ def test_finetuning_a_finetuned_model_keeps_its_cluster_names(tmp_path: Path) ->
 
 
 def test_models_loaded_in_parallel_threads_all_get_their_weights(tiny_model_dir: Path) -> None:
-    """The server loads a model for inference while the worker loads one to train."""
+    """The server loads a model for inference while the worker loads one to train. Each
+    model decodes afterwards, one at a time (decoding in six threads at once only measures
+    the GIL)."""
     errors: list[str] = []
+    loaded: list[tuple[bool, WhisperSegModel]] = []
 
     def load(quantize: bool) -> None:
         try:
-            for _ in range(3):
-                model = WhisperSegModel.load(tiny_model_dir, device="cpu", quantize=quantize)
-                model.generate(torch.zeros(1, 80, 1000))
+            model = WhisperSegModel.load(tiny_model_dir, device="cpu", quantize=quantize)
+            loaded.append((quantize, model))
         except Exception as error:  # collected: a thread's exception would be lost
             errors.append(repr(error))
 
-    threads = [threading.Thread(target=load, args=(i % 2 == 0,)) for i in range(4)]
+    threads = [threading.Thread(target=load, args=(i % 2 == 0,)) for i in range(6)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert errors == []
+    assert errors == [] and len(loaded) == 6
+    saved = WhisperSegModel.load(tiny_model_dir, device="cpu").network.state_dict()
+    for quantized, model in loaded:
+        model.generate(torch.zeros(1, 80, 1000))
+        if not quantized:
+            weights = model.network.state_dict()
+            assert all(torch.equal(weights[name], saved[name]) for name in saved)
 
 
 def test_weights_over_the_shard_size_are_split_and_load_back_unchanged(

@@ -41,8 +41,8 @@ class FinetuneWorker:
 
     Training loads its own copy of the initial model from disk, so the registry's
     cached inference models are never touched and inference goes on meanwhile.
-    The queue and the records change under ``_lock``; ``job.json`` files are written
-    after it is released (``JobStore``), so listing jobs never waits on a disk.
+    The queue and the records change under ``_lock``; a record shows an end only once it
+    is in ``job.json`` (``JobStore``), so a name listed as cancelled is free on disk too.
     Call :meth:`close` when done: it stops the thread.
     """
 
@@ -110,17 +110,16 @@ class FinetuneWorker:
             record = self._records.get(name)
             if record is None or not record.active:
                 raise UnknownJobError(f"no queued or running job named {name!r}")
-            queued = record.state == "queued"
-            if queued:
+            if record.state == "queued":  # written before it shows: the name is free then
                 self._queue.remove(name)
                 del self._pending[name]
-                record.finish("cancelled")
+                ended = dataclasses.replace(record)
+                ended.finish("cancelled")
+                self.store.save(ended)
+                self._records[name] = record = ended
             else:
                 self._cancel_requested.add(name)
-            snapshot = dataclasses.replace(record)
-        if queued:
-            self.store.save(snapshot)
-        return snapshot
+            return dataclasses.replace(record)
 
     def jobs(self) -> list[JobRecord]:
         """Every job this folder has seen (copies), oldest first."""

@@ -62,7 +62,9 @@ def run_job(
     The one sequence of both job backends. ``examples`` are read inside the job, so a
     clip that cannot be read fails it; ``stopped`` says how a job that stopped when
     asked ends (cancelled, or failed when its server closed). Only errors of the
-    bookkeeping itself escape.
+    bookkeeping itself escape. The ended record is a new one, written before it is
+    returned: whoever shows ``record`` never shows an end that is not on disk yet (a
+    cancelled name is free for a new job as soon as it is listed cancelled).
     """
     try:
         model, result = train_job(
@@ -72,12 +74,14 @@ def run_job(
         store.install(staging, record.name)
         return done
     except TrainingCancelled:
-        record.finish(*stopped())
+        state, error = stopped()
     except Exception as exc:
         log.exception("finetuning %r failed", record.name)
-        record.finish("failed", str(exc) or type(exc).__name__)
-    store.save(record)
-    return record
+        state, error = "failed", str(exc) or type(exc).__name__
+    ended = dataclasses.replace(record)
+    ended.finish(state, error)
+    store.save(ended)
+    return ended
 
 
 def _reporter(store: JobStore, record: JobRecord) -> Callable[[TrainingProgress], None]:

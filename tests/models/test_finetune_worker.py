@@ -219,6 +219,33 @@ def test_cancel_queued_and_running_jobs(worker, registry, examples, gate):
     assert wait_until_finished(worker, "running").state == "done"
 
 
+@pytest.mark.slow
+def test_a_job_is_listed_cancelled_only_once_its_name_is_free(worker, examples, gate, monkeypatch):
+    """A client that sees "cancelled" may reuse the name at once (it did get 400 when the
+    listing ran ahead of job.json); so an ending shows only after it is written."""
+    writing, release = threading.Event(), threading.Event()
+    real_write = jobs.store.write_json_atomic
+
+    def slow_write(path: Path, values: dict) -> None:
+        if values.get("state") == "cancelled":
+            writing.set()
+            release.wait(30)
+        real_write(path, values)
+
+    monkeypatch.setattr(jobs.store, "write_json_atomic", slow_write)
+    worker.submit("running", "whisperseg-tiny", examples, config=FAST)
+    assert gate.paused.wait(60)
+    worker.cancel("running")
+    gate.release.set()
+    assert writing.wait(30)
+    shown_while_writing = worker.job("running").state
+    release.set()
+    assert shown_while_writing == "training"
+    assert wait_until_finished(worker, "running").state == "cancelled"
+    worker.submit("running", "whisperseg-tiny", examples, config=FAST)  # free once shown so
+    assert wait_until_finished(worker, "running").state == "done"
+
+
 def test_a_restart_marks_unfinished_jobs_failed(registry, examples):
     for name, state in (("was-queued", "queued"), ("was-training", "training"), ("ok", "done")):
         folder = registry.models_dir / name

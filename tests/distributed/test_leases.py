@@ -91,7 +91,7 @@ def test_a_killed_workers_segmentation_job_resumes_after_its_reported_chunks(
 ) -> None:
     workers.start(2, *FAST_LEASES)
     client = make_app(broker_url=workers.broker_url, **SERVER).test_client()
-    audio, _ = make_song(seed=5, duration=200.0)  # 4 chunks of a minute or more
+    audio, _ = make_song(seed=5, duration=130.0)  # 2 chunks: 100 s (20 margins) and the rest
     reply = upload(client, audio_bytes(audio, 32000))
     audio_id = reply.get_json()["channels"][0]["audio_id"]
     body = {"audio_id": audio_id, "model_name": "whisperseg-tiny"}

@@ -2,7 +2,7 @@
 
 Label Studio (its own virtual environment, made once: ``tests/support/label_studio.py``)
 and this server (gunicorn, ``LiveServer``) run on the loopback. Through Label Studio's API
-(``label-studio-sdk``) the test makes a project with the audio config, imports 10 tasks of
+(``label-studio-sdk``) the test makes a project with the audio config, imports 5 tasks of
 10 s of real Bengalese finch song from ``../shared/data`` (uploaded: ``/data/upload/...``),
 connects this server, and asks Label Studio for predictions; then it annotates three tasks
 with their human labels, presses Label Studio's train trigger and waits for the job here.
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 
 SPECIES = "bengalese_finch"
 SECONDS = 10.0
-TASKS = 10
+TASKS = 5
 ANNOTATED = 3  # tasks annotated for training
 TYPES = [str(n) for n in range(9)]  # the data set's syllable types
 CONFIG = (
@@ -39,7 +39,7 @@ FINETUNE_STEPS = 60  # enough to name the syllable types: the verdict is on them
 
 
 def clips(shared_data: Path) -> list[tuple[str, bytes, list[tuple[float, float, str]]]]:
-    """(file name, the first 10 s as 16-bit WAV, its human labels) of 10 recordings."""
+    """(file name, the first 10 s as 16-bit WAV, its human labels) of 5 recordings."""
     chosen = []
     for wav in sorted((shared_data / SPECIES).glob("*.wav")):
         if sf.info(wav).duration < SECONDS:

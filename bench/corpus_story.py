@@ -17,7 +17,7 @@ the untuned base (as served, ``served_config``) and the finetuned model, all in 
 one job per recording, its rest scored.
 
     python bench/corpus_story.py [--stories generated mouse bengalese juveniles]
-        [--few-shot] [--base DIR] [--freeze-encoder] [--steps N]
+        [--few-shot] [--base DIR] [--freeze-encoder] [--steps N] [--self-train CONFIDENCE]
 
 Bases: the shipped model for the generated corpus; the shipped recipe without the
 species for mouse and Bengalese finch (``bench/recipe_variants.py``: trained once into
@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.new_species import SHIPPED, joined_files, mammal_like  # noqa: E402
 from bench.recipe_variants import leave_out  # noqa: E402
+from bench.self_training import confident_clips  # noqa: E402
 from whisperseg.adaptation import AdaptationConfig, AdaptationResult, adapt  # noqa: E402
 from whisperseg.datasets import find_recordings, shared_data_dir  # noqa: E402
 from whisperseg.metrics import Counts, segment_counts  # noqa: E402
@@ -291,10 +292,15 @@ def corpus_run(story: Story, base: WhisperSegModel, config: AdaptationConfig) ->
             print(_line("suggested, round 2", story, areas, rows, extra), flush=True)
 
 
-def few_shot(story: Story, base: WhisperSegModel, config: AdaptationConfig) -> None:
+def few_shot(
+    story: Story, base: WhisperSegModel, config: AdaptationConfig, self_train: float | None
+) -> None:
     """The first 5 calls of each recording labelled (to halfway to the 6th), one job per
-    recording, the rest of that recording scored."""
+    recording, the rest of that recording scored. With ``self_train``, a second job adds
+    the first job's segments in the rest with at least that confidence."""
     pooled = {"energy": Counts(), "base": Counts(), "finetuned": Counts()}
+    if self_train is not None:
+        pooled["self-trained"] = Counts()
     energy = EnergySegmenter(story.min_frequency or None)
     for r in story.recordings:
         calls = sorted(r.truth, key=lambda s: s.onset)
@@ -312,6 +318,13 @@ def few_shot(story: Story, base: WhisperSegModel, config: AdaptationConfig) -> N
                  if s.onset >= cut]  # fmt: skip
         found = {"energy": energy.segment(rest, r.sr), "base": _served(base, rest, r.sr, story)}
         found["finetuned"] = _tuned(model, result, rest, r.sr, found["base"])
+        if self_train is not None:
+            pseudo = confident_clips(
+                rest, r.sr, found["finetuned"], self_train, 10.0,
+                min_frequency=story.min_frequency, source=f"{r.name} (unlabelled)",
+            )  # fmt: skip
+            model, result, _ = _job(base, [example, *pseudo], config)
+            found["self-trained"] = _tuned(model, result, rest, r.sr, found["base"])
         counts = {
             k: segment_counts(v, truth, story.tolerance, story.typed) for k, v in found.items()
         }
@@ -334,6 +347,13 @@ def main() -> None:
     parser.add_argument("--base", type=Path, help="base model folder for every story")
     parser.add_argument("--freeze-encoder", action="store_true")
     parser.add_argument("--steps", type=int, help="validation training steps")
+    parser.add_argument(
+        "--self-train",
+        type=float,
+        metavar="CONFIDENCE",
+        help="few-shot: a second job on "
+        "the first job's segments in the rest with at least this confidence",
+    )
     args = parser.parse_args()
     config = AdaptationConfig()
     training = replace(
@@ -358,7 +378,7 @@ def main() -> None:
         if not args.no_corpus:
             corpus_run(story, base, config)
         if args.few_shot or args.no_corpus:
-            few_shot(story, base, config)
+            few_shot(story, base, config, args.self_train)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,10 @@ first, within a budget of seconds come out. An area scores by
 - how much there is to label: a little for each predicted call, so a busy area beats
   a quiet one when both are certain.
 
-Areas are picked greedily; every pick lowers the score of further areas of the same
+Areas are picked greedily. While the budget lasts, every recording with no label gets an
+area before any recording gets a second: a recording nobody labelled is where the model's
+conditions are least known, and a model blind to it (nothing found, by it or the baseline)
+scores it near zero. Every pick also lowers the score of further areas of the same
 recording and of the same kind (cluster and duration class of the area's calls), so a
 budget spreads over recordings and call types instead of labelling one song ten times.
 """
@@ -173,8 +176,9 @@ def suggest_areas(
     :func:`default_area_seconds`) or shorter where the free stretch or the budget is;
     at most :data:`MAX_AREAS` of them.
 
-    ``score`` is what an area was picked with: its expected wrong segments, plus half
-    a point per call the model and the energy baseline disagree on, plus 0.1 per
+    Recordings without labels get one area each first (best of them first), then all
+    compete. ``score`` is what an area was picked with: its expected wrong segments, plus
+    half a point per call the model and the energy baseline disagree on, plus 0.1 per
     predicted call, lowered for recordings and call kinds already suggested.
     """
     if total_seconds <= 0:
@@ -187,10 +191,12 @@ def suggest_areas(
     c = _candidates(recordings, area, median)
     alive = np.ones(len(c.score), dtype=bool)
     factor = np.ones(len(c.score))
+    unlabelled = np.array([not r.annotated for r in recordings], dtype=bool)[c.recording]
     picked: list[SuggestedArea] = []
     budget = total_seconds
     while budget >= MIN_AREA_SECONDS and alive.any() and len(picked) < MAX_AREAS:
-        current = np.where(alive, c.score * factor, -np.inf)
+        first_turn = alive & unlabelled
+        current = np.where(first_turn if first_turn.any() else alive, c.score * factor, -np.inf)
         best = int(np.argmax(current))
         onset, offset = float(c.onset[best]), float(c.offset[best])
         if offset - onset > budget:  # the last area: as much as the budget leaves, centred
@@ -208,6 +214,7 @@ def suggest_areas(
         picked.append(SuggestedArea(r.audio_id, onset, offset, round(float(current[best]), 4)))
         budget -= offset - onset
         same = c.recording == c.recording[best]
+        unlabelled &= ~same
         alive &= ~(same & (c.onset < offset) & (c.offset > onset))
         factor[same] *= SAME_RECORDING_FACTOR
         if c.kind[best] >= 0:

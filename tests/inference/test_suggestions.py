@@ -175,6 +175,18 @@ def test_uncertain_areas_come_first_and_kinds_and_recordings_spread() -> None:
     assert areas[0].onset <= 20.0 and areas[0].offset >= 23.1
 
 
+def test_every_recording_without_labels_gets_an_area_before_any_gets_a_second() -> None:
+    busy = RecordingPredictions("busy", 30.0, _calls(0, 30, 0.3), _calls(0, 30, 1.0))
+    silent = RecordingPredictions("silent", 30.0, [])  # nothing found by model or baseline
+    areas = suggest_areas([busy, silent], total_seconds=8, area_seconds=4)
+    assert [a.audio_id for a in areas] == ["busy", "silent"]
+    # A recording with labels already waits until each unlabelled one had its turn.
+    labelled = RecordingPredictions("labelled", 30.0, busy.segments, annotated=[(0.0, 4.0)])
+    areas = suggest_areas([labelled, silent, busy], total_seconds=12, area_seconds=4)
+    assert [a.audio_id for a in areas[:2]] == ["busy", "silent"]
+    assert areas[2].audio_id == "labelled"
+
+
 def test_suggestions_are_quick_on_hours_of_calls() -> None:
     import time
 

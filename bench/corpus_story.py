@@ -43,6 +43,7 @@ from bench.recipe_variants import leave_out  # noqa: E402
 from bench.self_training import confident_clips  # noqa: E402
 from whisperseg.adaptation import AdaptationConfig, AdaptationResult, adapt  # noqa: E402
 from whisperseg.datasets import find_recordings, shared_data_dir  # noqa: E402
+from whisperseg.holdout import slice_example  # noqa: E402
 from whisperseg.metrics import Counts, segment_counts  # noqa: E402
 from whisperseg.model import WhisperSegModel  # noqa: E402
 from whisperseg.segment import Segment  # noqa: E402
@@ -133,28 +134,18 @@ def default_base(story: Story) -> Path | None:
     return None
 
 
-def _inside(segments: Sequence[Segment], start: float, end: float) -> tuple[Segment, ...]:
-    """Segments overlapping [start, end], clipped to it, times from ``start``: what a
-    person labelling that area draws."""
-    return tuple(
-        replace(s, onset=max(s.onset, start) - start, offset=min(s.offset, end) - start)
-        for s in segments
-        if s.offset > start and s.onset < end
-    )
-
-
 def examples_for(story: Story, areas: Areas) -> list[TrainingExample]:
     """One labelled clip per area, in recording and time order."""
     examples = []
     for index, intervals in sorted(areas.items()):
-        r = story.recordings[index]
-        for start, end in sorted(intervals):
-            clip = r.audio[round(start * r.sr) : round(end * r.sr)]
-            labels = _inside(r.truth, start, end)
-            examples.append(
-                TrainingExample(clip, r.sr, labels, 0.0, story.min_frequency, source=r.name)
-            )
+        whole = _whole(story, story.recordings[index])
+        examples += [slice_example(whole, start, end) for start, end in sorted(intervals)]
     return examples
+
+
+def _whole(story: Story, r: Recording) -> TrainingExample:
+    """All of a recording with all its calls, to cut labelled areas from."""
+    return TrainingExample(r.audio, r.sr, r.truth, 0.0, story.min_frequency, source=r.name)
 
 
 def first_seconds(story: Story) -> Areas:
@@ -308,10 +299,7 @@ def few_shot(
             print(f"  {r.name}: {len(calls)} calls, skipped")
             continue
         cut = (calls[FEW_SHOT_CALLS - 1].offset + calls[FEW_SHOT_CALLS].onset) / 2
-        labels = _inside(r.truth, 0.0, cut)
-        example = TrainingExample(
-            r.audio[: round(cut * r.sr)], r.sr, labels, 0.0, story.min_frequency, source=r.name
-        )
+        example = slice_example(_whole(story, r), 0.0, cut)
         model, result, _ = _job(base, [example], config)
         rest = r.audio[round(cut * r.sr) :]
         truth = [replace(s, onset=s.onset - cut, offset=s.offset - cut) for s in calls

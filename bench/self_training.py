@@ -9,9 +9,11 @@ middle of the gap before it, and the next clip starts at the middle of the gap a
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
+from whisperseg.holdout import slice_example
 from whisperseg.segment import Segment
 from whisperseg.training import TrainingExample
 
@@ -25,25 +27,22 @@ def confident_clips(
     *,
     min_frequency: float = 0.0,
     source: str = "",
-    weight: float = 1.0,
 ) -> list[TrainingExample]:
     """Clips of ``audio`` (at most ``max_seconds`` unless one segment is longer) whose
     segments all have confidence >= ``threshold``, cut in the middle of gaps; each holds at
     least one segment."""
     ordered = sorted(segments, key=lambda s: s.onset)
-    duration = len(audio) / sr
+    whole = TrainingExample(audio, sr, (), 0.0, min_frequency, source=source)
     cuts = [0.0]
     cuts += [(a.offset + b.onset) / 2 for a, b in zip(ordered, ordered[1:], strict=False)]
-    cuts.append(duration)
+    cuts.append(whole.duration)
     clips: list[TrainingExample] = []
     run: list[int] = []  # indices of the confident segments in the clip being built
 
     def close() -> None:
         if run:
-            start, end = cuts[run[0]], cuts[run[-1] + 1]
-            clip = audio[round(start * sr) : round(end * sr)]
-            labels = tuple(_clipped(ordered[i].shifted(-start), end - start) for i in run)
-            clips.append(TrainingExample(clip, sr, labels, 0.0, min_frequency, weight, source))
+            labelled = replace(whole, segments=tuple(ordered[i] for i in run))
+            clips.append(slice_example(labelled, cuts[run[0]], cuts[run[-1] + 1]))
             run.clear()
 
     for index, segment in enumerate(ordered):
@@ -55,9 +54,3 @@ def confident_clips(
         run.append(index)
     close()
     return clips
-
-
-def _clipped(segment: Segment, duration: float) -> Segment:
-    """Overlapping predictions put a cut inside a segment: it is kept within its clip."""
-    onset, offset = max(0.0, segment.onset), min(duration, segment.offset)
-    return Segment(onset, offset, segment.cluster, segment.confidence)

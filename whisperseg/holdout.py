@@ -17,8 +17,9 @@ import numpy as np
 from whisperseg.training import TrainingExample
 
 
-def _slice(example: TrainingExample, start: float, end: float) -> TrainingExample:
-    """The part of ``example`` from ``start`` to ``end`` seconds, labels clipped to it."""
+def slice_example(example: TrainingExample, start: float, end: float) -> TrainingExample:
+    """The part of ``example`` from ``start`` to ``end`` seconds, labels clipped to it and
+    timed from ``start`` (what a person labelling that area draws)."""
     lo, hi = round(start * example.sr), round(end * example.sr)
     segments = tuple(
         replace(s, onset=max(s.onset, start) - start, offset=min(s.offset, end) - start)
@@ -80,8 +81,8 @@ def _split_recording(
         elif start >= cut:
             held.append(example)
         else:
-            kept.append(_slice(example, 0.0, cut - start))
-            held.append(_slice(example, cut - start, example.duration))
+            kept.append(slice_example(example, 0.0, cut - start))
+            held.append(slice_example(example, cut - start, example.duration))
         start = end
     return [e for e in kept if e.duration > 0], [e for e in held if e.duration > 0]
 

@@ -1,8 +1,9 @@
 """Fixtures: real recordings from ../shared/data, and apps built on a temporary data dir.
 
-The suite runs on pytest-xdist workers (``-n auto``); each worker gets its share of the
-CPU's torch threads. ``-m "not slow"`` is the quick loop: it leaves out what trains,
-segments real recordings or starts server processes, and fuzzes with fewer examples.
+The suite runs on pytest-xdist workers (``-n auto``); each worker, and every process it
+starts, gets its share of the CPU's torch threads. ``-m "not slow"`` is the quick loop: it
+leaves out what trains, segments real recordings or starts server processes, and fuzzes with
+fewer examples.
 """
 
 from __future__ import annotations
@@ -41,7 +42,11 @@ def pytest_configure(config: pytest.Config) -> None:
     quick = "not slow" in (config.getoption("markexpr") or "")
     settings.load_profile("quick" if quick else "full")
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    torch.set_num_threads(threads)
+    # Servers, workers and scripts a test starts inherit the share: on 2 cores, two
+    # processes each spinning 2 threads slow torch far more than 1 thread each.
+    os.environ["OMP_NUM_THREADS"] = str(threads)
 
 
 @pytest.fixture(scope="session")

@@ -413,7 +413,7 @@ def bat_passes(seconds: float, sr: int, seed: int) -> tuple[np.ndarray, list[Seg
 def test_a_384_khz_recording_uploads_browses_finetunes_and_segments(
     make_app: Callable[..., Flask],
 ) -> None:
-    client = make_app(finetune_max_steps=40).test_client()
+    client = make_app(finetune_max_steps=20).test_client()
     sr = 384_000
     audio, calls = bat_passes(6.0, sr, seed=1)
     reply = upload(client, audio_bytes(audio, sr), min_frequency="20000")

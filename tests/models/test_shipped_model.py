@@ -60,19 +60,28 @@ def test_the_shipped_models_are_small_half_precision_and_documented(folder: Path
     assert "held-out" in card.lower() and (folder / "heldout_example.png").is_file()
 
 
+def held_out_files(shared_data: Path, per_group: int) -> list[Path]:
+    """The first ``per_group`` held-out files of each held-out group."""
+    groups: dict[str | None, list[Path]] = {}
+    for path in split_recordings(find_recordings(shared_data))[1]:
+        groups.setdefault(held_out_group(path), []).append(path)
+    return [p for paths in groups.values() for p in paths[:per_group]]
+
+
+def held_out_scores(folder: Path, files: list[Path]) -> dict[str, dict]:
+    """Scores per held-out group of the shipped model in ``folder`` as served (3 trials,
+    10 ms tolerance)."""
+    model = WhisperSegModel.load(folder, device="cpu", quantize=True)
+    return evaluate(held_out_segmenter(model, num_trials=3), files, tolerance=0.01).groups
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not SHIPPED_MODEL.is_dir(), reason=f"shipped model missing at {SHIPPED_MODEL}")
 def test_the_shipped_model_segments_held_out_recordings(shared_data: Path) -> None:
-    model = WhisperSegModel.load(SHIPPED_MODEL, device="cpu", quantize=True)
-    held_out = split_recordings(find_recordings(shared_data))[1]
-    per_group: dict[str | None, list[Path]] = {}
-    for path in held_out:
-        per_group.setdefault(held_out_group(path), []).append(path)
-    held_out = [p for paths in per_group.values() for p in paths[:FILES_PER_GROUP]]
-    report = evaluate(held_out_segmenter(model, num_trials=3), held_out, tolerance=0.01)
-    assert set(report.groups) == set(HELD_OUT)
+    groups = held_out_scores(SHIPPED_MODEL, held_out_files(shared_data, FILES_PER_GROUP))
+    assert set(groups) == set(HELD_OUT)
     for group, floor in SEGMENT_F1_FLOORS.items():
-        scores = report.groups[group]
+        scores = groups[group]
         print(group, round(scores["segment_f1"], 3), round(scores["frame_f1"], 3))
         assert scores["segment_f1"] >= floor, (group, scores)
 
@@ -82,8 +91,7 @@ def test_the_shipped_model_segments_held_out_recordings(shared_data: Path) -> No
 def test_the_base_model_loads_from_its_shards_and_segments_a_held_out_song(
     shared_data: Path,
 ) -> None:
-    model = WhisperSegModel.load(SHIPPED_BASE, device="cpu", quantize=True)
-    adults = [p for p in split_recordings(find_recordings(shared_data))[1] if "g4p5U" in p.name]
-    report = evaluate(held_out_segmenter(model, num_trials=3), adults[:1], tolerance=0.01)
-    print("whisperseg-base on", adults[0].name, report.groups["adults_g4p5U"])
-    assert report.groups["adults_g4p5U"]["segment_f1"] >= 0.97  # measured 1.0
+    song = next(p for p in held_out_files(shared_data, 1) if held_out_group(p) == "adults_g4p5U")
+    groups = held_out_scores(SHIPPED_BASE, [song])
+    print("whisperseg-base on", song.name, groups["adults_g4p5U"])
+    assert groups["adults_g4p5U"]["segment_f1"] >= 0.97  # measured 1.0

@@ -293,7 +293,7 @@ def test_one_job_on_two_songs_types_their_rest_and_a_third_while_others_keep_wor
     """Three syllable types labelled by hand in the first half of one song and all of a
     second: one job learns them (while a second user keeps asking for labels), then finds
     them by type in the unlabelled half and in a third song no label came from."""
-    client = make_app(finetune_max_steps=50).test_client()
+    client = make_app(finetune_max_steps=30).test_client()
     audio_id, truth = upload_song(client, seed=11, duration=40.0)
     second, third = (upload_song(client, seed=seed, duration=12.0) for seed in (21, 22))
     training_data = [
@@ -369,7 +369,7 @@ def test_a_job_on_unlearnable_labels_says_it_is_not_better(
     make_app: Callable[..., Flask], tmp_path: Path
 ) -> None:
     """Labels scattered at random over noise teach nothing; the job must not pretend."""
-    client = make_app(finetune_max_steps=30).test_client()
+    client = make_app(finetune_max_steps=9).test_client()
     rng = np.random.default_rng(4)
     noise = rng.normal(0, 0.1, 20 * 16000).astype(np.float32)
     audio_id = upload(client, audio_bytes(noise, 16000)).get_json()["channels"][0]["audio_id"]

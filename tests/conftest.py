@@ -34,7 +34,7 @@ FUZZ_PROFILE = {
     "database": None,
     "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large],
 }
-settings.register_profile("full", max_examples=400, **FUZZ_PROFILE)
+settings.register_profile("full", max_examples=100, **FUZZ_PROFILE)  # Hypothesis' default
 settings.register_profile("quick", max_examples=40, **FUZZ_PROFILE)
 
 

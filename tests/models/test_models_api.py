@@ -248,11 +248,14 @@ def test_finetune_on_several_recordings_refuses_bad_ones_and_changes_nothing(
 
 @pytest.mark.slow
 def test_a_job_reports_progress_eta_and_validation_then_its_model_is_ready(
-    make_jobs_app: Callable[..., Flask], tmp_path: Path
+    make_jobs_app: Callable[..., Flask], tmp_path: Path, tiny_initial_model: str
 ) -> None:
-    client = make_jobs_app(finetune_max_steps=9).test_client()
+    """How a job reports itself, not what it learns: it starts from the random tiny model,
+    whose steps take milliseconds, so its 60 steps last a few seconds."""
+    client = make_jobs_app(finetune_max_steps=60).test_client()
     audio_id, truth = upload_song(client, seed=6, duration=10.0)
-    reply = client.post("/finetune-whisperseg", json=_song_request(audio_id, truth, "short", 10.0))
+    request = {**_song_request(audio_id, truth, "short", 10.0), "initial_model_name": "tiny"}
+    reply = client.post("/finetune-whisperseg", json=request)
     assert reply.status_code == 201 and reply.get_json() == {"message": "Training"}
     seen = []
 
@@ -308,7 +311,7 @@ def test_one_job_on_two_songs_types_their_rest_and_a_third_while_others_keep_wor
 
     def ask_for_labels() -> None:  # a second user keeps working while the model trains
         started = time.monotonic()
-        r = client.post("/get-labels", json={"audio_id": audio_id, "model_name": "whisperseg-tiny"})
+        r = client.post("/get-labels", json={"audio_id": third[0], "model_name": "whisperseg-tiny"})
         latencies.append(time.monotonic() - started)
         if r.status_code != 201:
             failures.append(r.get_json())
@@ -413,7 +416,7 @@ def bat_passes(seconds: float, sr: int, seed: int) -> tuple[np.ndarray, list[Seg
 def test_a_384_khz_recording_uploads_browses_finetunes_and_segments(
     make_app: Callable[..., Flask],
 ) -> None:
-    client = make_app(finetune_max_steps=20).test_client()
+    client = make_app(finetune_max_steps=8).test_client()
     sr = 384_000
     audio, calls = bat_passes(6.0, sr, seed=1)
     reply = upload(client, audio_bytes(audio, sr), min_frequency="20000")
@@ -438,6 +441,7 @@ def test_a_384_khz_recording_uploads_browses_finetunes_and_segments(
     }
     assert client.post("/finetune-whisperseg", json=request).status_code == 201
     wait_for_state(client, "bat", "done", timeout=1200)
+    print("384 kHz job, validation:", client.get("/training-jobs/bat").get_json()["validation"])
     body = {
         "audio_id": audio_id,
         "model_name": "bat",

@@ -49,9 +49,8 @@ def _assemble(network: WhisperForConditionalGeneration, tokenizer, columns: int)
     )
 
 
-def _whisper_row(source_tokenizer, token: str) -> int | None:
-    """The Whisper token id whose meaning is closest to a compact token."""
-    vocab = source_tokenizer.get_vocab()
+def _whisper_row(vocab: dict[str, int], token: str) -> int | None:
+    """The id in Whisper's ``vocab`` whose meaning is closest to a compact token."""
     if token.startswith("<|") and token[2:-2].isdigit():
         timestamp_begin = vocab["<|notimestamps|>"] + 1
         return timestamp_begin + int(token[2:-2])
@@ -71,7 +70,8 @@ def from_whisper(
     tokenizer = build_compact_tokenizer(total_spec_columns // 2)
     old_rows = network.get_input_embeddings().weight.detach()
     vocab = [tokenizer.convert_ids_to_tokens(i) for i in range(len(tokenizer))]
-    source_ids = [_whisper_row(source_tokenizer, t) for t in vocab]
+    source_vocab = source_tokenizer.get_vocab()  # builds a 50k-entry dict: once, not per token
+    source_ids = [_whisper_row(source_vocab, t) for t in vocab]
     new_rows = torch.stack(
         [old_rows[i] if i is not None else old_rows.mean(dim=0) for i in source_ids]
     )

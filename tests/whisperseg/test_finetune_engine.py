@@ -35,7 +35,7 @@ def test_a_short_finetune_from_whisper_weights_learns_to_segment(
     model = initial_model(BUNDLED_TINY_EN)
     found_before = found(model, wav)
     reports: list[TrainingProgress] = []
-    config = TrainingConfig(max_steps=35, learning_rate=3e-4, warmup_steps=5, batch_size=4)
+    config = TrainingConfig(max_steps=42, learning_rate=3e-4, warmup_steps=5, batch_size=4)
     losses = finetune(model, [example_from_recording(wav, "vocal")], config, reports.append)
 
     steps = config.max_steps

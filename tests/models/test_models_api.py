@@ -251,7 +251,7 @@ def test_a_job_reports_progress_eta_and_validation_then_its_model_is_ready(
     make_jobs_app: Callable[..., Flask], tmp_path: Path, tiny_initial_model: str
 ) -> None:
     """How a job reports itself, not what it learns: it starts from the random tiny model,
-    whose steps take milliseconds, so its 60 steps last a few seconds."""
+    so the whole job lasts seconds."""
     client = make_jobs_app(finetune_max_steps=60).test_client()
     audio_id, truth = upload_song(client, seed=6, duration=10.0)
     request = {**_song_request(audio_id, truth, "short", 10.0), "initial_model_name": "tiny"}

@@ -18,6 +18,7 @@ one job per recording, its rest scored.
 
     python bench/corpus_story.py [--stories generated mouse bengalese juveniles]
         [--few-shot] [--base DIR] [--freeze-encoder] [--steps N] [--self-train CONFIDENCE]
+        [--scene-share SHARE]
 
 Bases: the shipped model for the generated corpus; the shipped recipe without the
 species for mouse and Bengalese finch (``bench/recipe_variants.py``: trained once into
@@ -342,8 +343,16 @@ def main() -> None:
         help="few-shot: a second job on "
         "the first job's segments in the rest with at least this confidence",
     )
+    parser.add_argument(
+        "--scene-share",
+        type=float,
+        help="share of training crops from scenes composed of the labelled areas "
+        f"(default {AdaptationConfig.scene_share}; 0: none)",
+    )
     args = parser.parse_args()
     config = AdaptationConfig()
+    if args.scene_share is not None:
+        config = replace(config, scene_share=args.scene_share)
     training = replace(
         config.training,
         freeze_encoder=args.freeze_encoder,

@@ -7,8 +7,10 @@ training the same model on all labels (a warm start: the validation figures desc
 model before it saw the held-back part). When the finetuned copy did worse than its base
 on voice activity and the labels name no call types, the base model is kept instead: a
 job never presents a worse model as new; with too few held-back labels to judge, a base
-that already finds all the labels is kept too. Progress covers both trainings and the scoring,
-so an ETA computed from it is honest.
+that already finds all the labels is kept too. Both trainings draw half their crops from
+scenes composed of the labelled areas (``whisperseg.scenes``), so a few labelled calls teach
+whole windows of their recording. Progress covers both trainings and the scoring, so an ETA
+computed from it is honest.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from whisperseg.energy import EnergyParams, energy_segments
 from whisperseg.holdout import LabelStats, label_stats, split_examples
 from whisperseg.metrics import Counts, segment_counts
 from whisperseg.model import WhisperSegModel
+from whisperseg.scenes import with_scenes
 from whisperseg.segment import Segment, split_cluster
 from whisperseg.segmentation import SegmentationConfig, segment_recording
 from whisperseg.training import TrainingConfig, TrainingExample, TrainingProgress, finetune
@@ -57,6 +60,8 @@ class AdaptationConfig:
     tolerance: float | None = None
     post_process: bool = True
     views: tuple[tuple[int, int], ...] | None = None
+    # Share of training crops drawn from scenes composed of the labelled areas; 0: none.
+    scene_share: float = 0.5
 
 
 Verdict = Literal["better", "not better"]
@@ -333,7 +338,8 @@ def adapt(
     work = _Work(config.training.max_steps + config.final_steps + 2 * scoring + checking, progress)
 
     trained = copy.deepcopy(base)
-    losses = _train(trained, kept, plan.view, config.training, work, should_stop)
+    window = plan.view.spec_time_step * columns
+    losses = _train(trained, kept, plan.view, window, config, config.training, work, should_stop)
     base_held = _segment_all(base, held, plan.segmentation, work, scoring)
     validation = _validate(base_held, trained, held, plan, work, scoring)
     note = None
@@ -358,7 +364,7 @@ def adapt(
         seed=config.training.seed + 1,
     )
     if config.final_steps:
-        losses += _train(trained, examples, plan.view, final, work, should_stop)
+        losses += _train(trained, examples, plan.view, window, config, final, work, should_stop)
     settings = asdict(plan.segmentation)
     settings = {k: v for k, v in settings.items() if v is not None and k != "batch_size"}
     return trained, AdaptationResult(validation, settings, losses)
@@ -368,9 +374,12 @@ def _train(
     model: WhisperSegModel,
     examples: Sequence[TrainingExample],
     view: View,
+    window_seconds: float,
+    config: AdaptationConfig,
     training: TrainingConfig,
     work: _Work,
     should_stop: Callable[[], bool] | None,
 ) -> list[float]:
-    viewed = [as_viewed(e, view) for e in examples]
+    composed = with_scenes(examples, window_seconds, config.scene_share, training.seed)
+    viewed = [as_viewed(e, view) for e in composed]
     return finetune(model, viewed, training, lambda p: work.advance(1.0, p.loss), should_stop)

@@ -113,4 +113,6 @@ def as_viewed(example: TrainingExample, view: View) -> TrainingExample:
         segments=tuple(scale_times(example.segments, stretch)),
         spec_time_step=view.hop / view.feature_rate,
         min_frequency=example.min_frequency / stretch,
+        weight=example.weight,
+        source=example.source,
     )

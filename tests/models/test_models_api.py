@@ -15,6 +15,7 @@ from conftest import SHIPPED_MODEL
 from flask import Flask
 from flask.testing import FlaskClient
 
+from bench.new_species import mammal_like
 from example_audios.make_example_song import make_song
 from whisperseg import adaptation
 from whisperseg.datasets import load_recording
@@ -393,6 +394,39 @@ def test_a_job_on_unlearnable_labels_says_it_is_not_better(
     print("unlearnable labels, validation:", validation)
     assert validation["verdict"] == "not better"
     assert "not better" in (tmp_path / "models" / "noise" / "README.md").read_text()
+
+
+@pytest.mark.slow
+def test_five_labelled_calls_of_a_noisy_new_species_teach_the_rest_of_its_recording(
+    client: FlaskClient,
+) -> None:
+    """A mammal no model heard, calls of 0.3-0.8 s in loud noise: the person labels the first
+    five, the default job learns them, and get-labels finds the rest far better than the
+    untuned model (measured: 0.667 against 0.083; 0.538 without scenes)."""
+    audio, sr, truth = mammal_like(12, 30.0, 16000, (0.3, 0.8), 2.0)
+    audio_id = upload(client, audio_bytes(audio, sr)).get_json()["channels"][0]["audio_id"]
+    calls = sorted(truth, key=lambda s: s.onset)
+    cut = (calls[4].offset + calls[5].onset) / 2
+    labels = [{"onset": s.onset, "offset": s.offset, "clustername": "call"} for s in calls[:5]]
+    area = [{"onset": 0, "offset": cut}]
+    request = {
+        "audio_id": audio_id,
+        "annotated_areas": area,
+        "human_labels": labels,
+        "new_model_name": "mammal-5",
+    }
+    assert client.post("/finetune-whisperseg", json=request).status_code == 201
+    wait_for_state(client, "mammal-5", "done", timeout=900)
+    rest = calls[5:]
+    found = {}
+    for model in ("whisperseg-tiny", "mammal-5"):
+        body = {"audio_id": audio_id, "model_name": model, "annotated_areas": area}
+        labels = client.post("/get-labels", json=body).get_json()["labels"]
+        predicted = as_segments([x for x in labels if x["onset"] >= cut])
+        found[model] = evaluate_files([(predicted, rest)], tolerance=0.02, match_cluster=False)
+    print("five calls of a noisy mammal, segment F1 on the rest:", found)
+    assert found["mammal-5"]["segment_f1"] >= 0.5
+    assert found["mammal-5"]["segment_f1"] >= found["whisperseg-tiny"]["segment_f1"] + 0.25
 
 
 def bat_passes(seconds: float, sr: int, seed: int) -> tuple[np.ndarray, list[Segment]]:

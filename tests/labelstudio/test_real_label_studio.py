@@ -35,7 +35,7 @@ CONFIG = (
     + "".join(f'<Label value="{t}"/>' for t in TYPES)
     + "</Labels></View>"
 )
-FINETUNE_STEPS = 20  # enough to name the syllable types: the verdict is on them
+FINETUNE_STEPS = 30  # enough to name the syllable types (the verdict is on them)
 
 
 def clips(shared_data: Path) -> list[tuple[str, bytes, list[tuple[float, float, str]]]]:

@@ -339,7 +339,8 @@ def adapt(
 
     trained = copy.deepcopy(base)
     window = plan.view.spec_time_step * columns
-    losses = _train(trained, kept, plan.view, window, config, config.training, work, should_stop)
+    share = config.scene_share
+    losses = _train(trained, kept, plan.view, window, share, config.training, work, should_stop)
     base_held = _segment_all(base, held, plan.segmentation, work, scoring)
     validation = _validate(base_held, trained, held, plan, work, scoring)
     note = None
@@ -364,7 +365,7 @@ def adapt(
         seed=config.training.seed + 1,
     )
     if config.final_steps:
-        losses += _train(trained, examples, plan.view, window, config, final, work, should_stop)
+        losses += _train(trained, examples, plan.view, window, share, final, work, should_stop)
     settings = asdict(plan.segmentation)
     settings = {k: v for k, v in settings.items() if v is not None and k != "batch_size"}
     return trained, AdaptationResult(validation, settings, losses)
@@ -375,11 +376,11 @@ def _train(
     examples: Sequence[TrainingExample],
     view: View,
     window_seconds: float,
-    config: AdaptationConfig,
+    scene_share: float,
     training: TrainingConfig,
     work: _Work,
     should_stop: Callable[[], bool] | None,
 ) -> list[float]:
-    composed = with_scenes(examples, window_seconds, config.scene_share, training.seed)
+    composed = with_scenes(examples, window_seconds, scene_share, training.seed)
     viewed = [as_viewed(e, view) for e in composed]
     return finetune(model, viewed, training, lambda p: work.advance(1.0, p.loss), should_stop)

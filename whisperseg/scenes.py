@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from whisperseg.segment import Segment
-from whisperseg.training import TrainingExample
+from whisperseg.training import TrainingExample, background_stretches
 
 # Joins are faded over this long (or a quarter of the shorter piece), so no click is made.
 FADE_SECONDS = 0.005
@@ -49,21 +49,17 @@ class _Material:
 
 def _material(examples: Sequence[TrainingExample]) -> _Material | None:
     """Whole calls (not cut by an area's edge), the quiet outside every label, the gaps."""
-    calls, quiet, gaps = [], [], []
+    calls, gaps = [], []
     for e in examples:
         ordered = sorted(e.segments, key=lambda s: s.onset)
-        quiet_from = 0.0
-        for s in [*ordered, None]:
-            quiet_to = e.duration if s is None else s.onset
-            if quiet_to > quiet_from:
-                quiet.append(e.audio[round(quiet_from * e.sr) : round(quiet_to * e.sr)])
-            if s is None:
-                break
-            if s.onset > 0 and s.offset < e.duration:
-                calls.append((e.audio[round(s.onset * e.sr) : round(s.offset * e.sr)], s.cluster))
-            quiet_from = max(quiet_from, s.offset)
+        calls += [
+            (e.audio[round(s.onset * e.sr) : round(s.offset * e.sr)], s.cluster)
+            for s in ordered
+            if s.onset > 0 and s.offset < e.duration
+        ]
         gaps += [b.onset - a.offset for a, b in zip(ordered, ordered[1:], strict=False)]
-    quiet = [q for q in quiet if q.size > 1]
+    stretches = background_stretches(examples, (0.0, max(e.duration for e in examples)))
+    quiet = [audio for audio, _ in stretches if audio.size > 1]
     if not calls or sum(q.size for q in quiet) < MIN_QUIET_SECONDS * examples[0].sr:
         return None
     first = examples[0]

@@ -142,10 +142,13 @@ def _alter_recording(crop: np.ndarray, sr: int, rng: np.random.Generator) -> np.
     return np.asarray(crop, dtype=np.float32)
 
 
-def background_stretches(examples: Sequence[TrainingExample]) -> list[tuple[np.ndarray, int]]:
+def background_stretches(
+    examples: Sequence[TrainingExample], seconds: tuple[float, float] = BACKGROUND_SECONDS
+) -> list[tuple[np.ndarray, int]]:
     """The unlabelled time between calls of fully annotated examples (each stretch with its
-    rate): another recording's background, to mix into crops."""
-    shortest, longest = BACKGROUND_SECONDS
+    rate), stretches at least ``seconds[0]`` long, cut to ``seconds[1]``: another recording's
+    background, to mix into crops."""
+    shortest, longest = seconds
     stretches = []
     for example in examples:
         quiet_from = 0.0

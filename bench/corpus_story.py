@@ -12,9 +12,11 @@ of choosing what the person labels:
 
 For each it runs the default job (``whisperseg.adaptation.adapt``) and prints segment F1
 on all unlabelled audio and on the recordings no label came from, for energy-threshold,
-the untuned base (as served, ``served_config``) and the finetuned model, all in one run.
-``--few-shot`` adds the few-shot protocol: the first 5 calls of each recording labelled,
-one job per recording, its rest scored.
+the untuned base (as served, ``served_config``) and the finetuned model, all in one run,
+and how well the finetuned model's ``confidence`` tells its right segments from its wrong
+ones there (ROC AUC, precision of the segments at >= 0.9 and of all; issue 21's goal:
+AUC >= 0.80, precision >= 0.95 at >= 0.9). ``--few-shot`` adds the few-shot protocol: the
+first 5 calls of each recording labelled, one job per recording, its rest scored.
 
     python bench/corpus_story.py [--stories generated mouse bengalese juveniles]
         [--few-shot] [--base DIR] [--freeze-encoder] [--steps N] [--self-train CONFIDENCE]
@@ -39,13 +41,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.confidence import scores as confidence_scores  # noqa: E402
 from bench.new_species import SHIPPED, joined_files, mammal_like  # noqa: E402
 from bench.recipe_variants import leave_out  # noqa: E402
 from bench.self_training import confident_clips  # noqa: E402
 from whisperseg.adaptation import AdaptationConfig, AdaptationResult, adapt  # noqa: E402
 from whisperseg.datasets import find_recordings, shared_data_dir  # noqa: E402
 from whisperseg.holdout import slice_example  # noqa: E402
-from whisperseg.metrics import Counts, segment_counts  # noqa: E402
+from whisperseg.metrics import Counts, matched_predictions, segment_counts  # noqa: E402
 from whisperseg.model import WhisperSegModel  # noqa: E402
 from whisperseg.segment import Segment  # noqa: E402
 from whisperseg.segmentation import SegmentationConfig, segment_recording  # noqa: E402
@@ -215,6 +218,29 @@ def scores(
     return everywhere.f1, float("nan") if all_labelled else unlabelled.f1
 
 
+class ConfidenceTally:
+    """Each predicted segment's confidence and whether it matched a true one, pooled."""
+
+    def __init__(self) -> None:
+        self.confidence: list[float] = []
+        self.right: list[bool] = []
+
+    def add(self, found: Sequence[Segment], truth: Sequence[Segment], story: Story) -> None:
+        self.confidence.extend(s.confidence for s in found)
+        self.right.extend(matched_predictions(found, truth, story.tolerance, story.typed))
+
+    def summary(self) -> str:
+        """AUC of confidence for a right segment, precision at >= 0.9 and of all segments."""
+        right = np.array(self.right, dtype=bool)
+        if not len(right):
+            return "confidence: no segments"
+        auc, sure, count = confidence_scores(np.array(self.confidence), right)
+        return (
+            f"confidence AUC {auc}, precision >= 0.9 {sure} ({count} segments), "
+            f"all {right.mean():.3f} ({len(right)})"
+        )
+
+
 def _served(base: WhisperSegModel, audio: np.ndarray, sr: int, story: Story) -> list[Segment]:
     """The untuned model as served without a species (``served_config``)."""
     choice = served_config(base, audio, sr, story.min_frequency or None)
@@ -250,10 +276,14 @@ def _line(label: str, story: Story, areas: Areas, rows: dict[str, list], extra: 
     calls = sum(len(e.segments) for e in examples_for(story, areas))
     figures = {name: scores(story, found, areas) for name, found in rows.items()}
     cells = "; ".join(f"{name} {a:.3f} / {b:.3f}" for name, (a, b) in figures.items())
+    tally = ConfidenceTally()
+    for index, (r, found) in enumerate(zip(story.recordings, rows["finetuned"], strict=True)):
+        inside = areas.get(index, [])
+        tally.add(_outside(found, inside), _outside(r.truth, inside), story)
     return (
         f"  {label}: {labelled:.1f} s, {calls} calls, {len(areas)} of "
         f"{len(story.recordings)} recordings labelled; F1 all unlabelled / recordings "
-        f"without labels: {cells}{extra}"
+        f"without labels: {cells}{extra}; finetuned {tally.summary()}"
     )
 
 
@@ -294,6 +324,7 @@ def few_shot(
     if self_train is not None:
         pooled["self-trained"] = Counts()
     energy = EnergySegmenter(story.min_frequency or None)
+    tally = ConfidenceTally()
     for r in story.recordings:
         calls = sorted(r.truth, key=lambda s: s.onset)
         if len(calls) <= FEW_SHOT_CALLS:
@@ -319,6 +350,7 @@ def few_shot(
         }
         for k, c in counts.items():
             pooled[k] += c
+        tally.add(found["finetuned"], truth, story)
         print(
             f"  few-shot {r.name}: rest {len(truth)} calls; "
             + ", ".join(f"{k} {c.f1:.3f}" for k, c in counts.items())
@@ -326,6 +358,7 @@ def few_shot(
             flush=True,
         )
     print("  few-shot pooled: " + ", ".join(f"{k} {c.f1:.3f}" for k, c in pooled.items()))
+    print(f"  few-shot finetuned {tally.summary()}")
 
 
 def main() -> None:

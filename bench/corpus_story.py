@@ -271,6 +271,15 @@ def _job(
     return model, result, time.perf_counter() - started
 
 
+def _held_back(result: AdaptationResult) -> str:
+    """The job's own figures on its held-back labels, its verdict and the model it kept."""
+    v = result.validation
+    return (
+        f"held back {v.held_out_segments} calls: base {v.base_segment_f1:.3f}, finetuned "
+        f"{v.finetuned_segment_f1:.3f}, verdict {v.verdict}, kept {v.kept}"
+    )
+
+
 def _line(label: str, story: Story, areas: Areas, rows: dict[str, list], extra: str) -> str:
     labelled = sum(b - a for v in areas.values() for a, b in v)
     calls = sum(len(e.segments) for e in examples_for(story, areas))
@@ -303,14 +312,13 @@ def corpus_run(story: Story, base: WhisperSegModel, config: AdaptationConfig) ->
         model, result, wall = _job(base, examples_for(story, areas), config)
         tuned = _all_tuned(story, model, result, base_found)
         rows = {"energy": energy_found, "base": base_found, "finetuned": tuned}
-        v = result.validation
-        extra = f"; job {wall:.0f} s, verdict {v.verdict}, kept {v.kept}"
+        extra = f"; job {wall:.0f} s, {_held_back(result)}"
         print(_line(label, story, areas, rows, extra), flush=True)
         if label == "suggested":
             areas = suggested(story, tuned, energy_found, areas)
             model, result, wall = _job(base, examples_for(story, areas), config)
             rows["finetuned"] = _all_tuned(story, model, result, base_found)
-            extra = f"; job {wall:.0f} s, kept {result.validation.kept}"
+            extra = f"; job {wall:.0f} s, {_held_back(result)}"
             print(_line("suggested, round 2", story, areas, rows, extra), flush=True)
 
 

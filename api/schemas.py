@@ -371,7 +371,8 @@ class ValidationReply(Reply):
     )
     beats_energy: bool | None = Field(description="Whether it beats the energy threshold")
     kept: Literal["finetuned", "base"] = Field(
-        description='"base" when the base model did better and is what the folder holds'
+        description='"base" when the base model did better by 0.05 or more (or, with too few '
+        "held-back labels, already finds them all) and is what the folder holds"
     )
     note: str = Field(description="What the figures mean, in words; may be empty")
 

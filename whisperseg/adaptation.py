@@ -5,12 +5,12 @@ after them), finetunes a copy of the base model on the rest, scores the base mod
 finetuned one and the energy-threshold baseline on the held-back labels, then goes on
 training the same model on all labels (a warm start: the validation figures describe the
 model before it saw the held-back part). When the finetuned copy did worse than its base
-on voice activity and the labels name no call types, the base model is kept instead: a
-job never presents a worse model as new; with too few held-back labels to judge, a base
-that already finds all the labels is kept too. Both trainings draw half their crops from
-scenes composed of the labelled areas (``whisperseg.scenes``), so a few labelled calls teach
-whole windows of their recording. Progress covers both trainings and the scoring, so an ETA
-computed from it is honest.
+on voice activity, by more than the noise of a few held-back calls, and the labels name no
+call types, the base model is kept instead: a job never presents a worse model as new;
+with too few held-back labels to judge, a base that already finds all the labels is kept
+too. Both trainings draw half their crops from scenes composed of the labelled areas
+(``whisperseg.scenes``), so a few labelled calls teach whole windows of their recording.
+Progress covers both trainings and the scoring, so an ETA computed from it is honest.
 """
 
 from __future__ import annotations
@@ -302,12 +302,36 @@ def _verdict(
 
 
 def _keeps_base(validation: Validation) -> bool:
-    """The base model is kept when it found the held-back calls better and the labels name
-    no call types (which only the finetuned model can write)."""
+    """The base model is kept when it found the held-back calls better by ``MARGIN_F1`` and
+    the labels name no call types (which only the finetuned model can write).
+
+    A smaller lead is within the noise of a few held-back calls: the same mouse job on 15
+    of them scored its finetuned copy 0.786 in one process and 0.897 in another (float
+    rounding on two threads), against the base's 0.800, and that copy then beat the base
+    by 0.19-0.22 on the recordings' unlabelled audio (bench/corpus_story.py).
+    """
     return (
         validation.verdict == "not better"
         and not validation.typed
-        and (validation.base_segment_f1 > validation.finetuned_segment_f1)
+        and validation.base_segment_f1 >= validation.finetuned_segment_f1 + MARGIN_F1
+    )
+
+
+def _base_ahead_within_noise(validation: Validation) -> bool:
+    return (
+        validation.verdict == "not better"
+        and not validation.typed
+        and validation.base_segment_f1 > validation.finetuned_segment_f1
+    )
+
+
+def _close_call(validation: Validation) -> str:
+    """Why a finetuned model that scored below its base is still the one kept."""
+    return (
+        f"the base model found the held-back calls slightly better (segment F1 "
+        f"{validation.base_segment_f1:.3f} against {validation.finetuned_segment_f1:.3f}), "
+        f"by less than {MARGIN_F1}: within the noise of {validation.held_out_segments} "
+        "calls, so the finetuned model, which learned your labels, is kept"
     )
 
 
@@ -346,6 +370,8 @@ def adapt(
     note = None
     if _keeps_base(validation):
         note = "the base model found the held-back calls better: it is kept unchanged"
+    elif _base_ahead_within_noise(validation):
+        validation = replace(validation, note=_close_call(validation))
     elif check_base:  # every label: the held-back ones are segmented already
         base_kept = _segment_all(base, kept, plan.segmentation, work, checking)
         known = _f1(base_kept + base_held, [*kept, *held], plan.tolerance, False)

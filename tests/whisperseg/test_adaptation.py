@@ -220,3 +220,35 @@ def test_a_handful_of_calls_the_base_already_finds_keeps_the_base(shared_data: P
     assert validation.verdict is None and validation.kept == "base"
     assert "already finds your labels" in validation.note
     assert model is base and result.segmentation is None
+
+
+def _judged(base_f1: float, finetuned_f1: float, typed: bool = False) -> adaptation.Validation:
+    """A verdict on 15 held-back calls (verdict as the job would give it)."""
+    verdict = adaptation._verdict(base_f1, finetuned_f1, None, None)
+    return adaptation.Validation(
+        base_segment_f1=base_f1,
+        finetuned_segment_f1=finetuned_f1,
+        energy_segment_f1=0.2,
+        tolerance=0.01,
+        typed=typed,
+        held_out_seconds=1.6,
+        held_out_segments=15,
+        verdict=verdict,
+    )
+
+
+def test_a_base_ahead_by_less_than_one_call_in_twenty_is_not_kept() -> None:
+    """Base 0.800 against 0.786 on 15 calls is noise (the same job scored 0.897 elsewhere):
+    the finetuned model stays, its record saying the base was slightly ahead and why."""
+    close = _judged(0.800, 0.786)
+    assert close.verdict == "not better"
+    assert not adaptation._keeps_base(close)
+    assert adaptation._base_ahead_within_noise(close)
+    note = adaptation._close_call(close)
+    assert "0.800 against 0.786" in note and "15 calls" in note
+
+
+def test_a_base_clearly_ahead_is_kept_and_call_types_keep_the_finetuned_model() -> None:
+    assert adaptation._keeps_base(_judged(0.900, 0.800))
+    assert not adaptation._base_ahead_within_noise(_judged(0.700, 0.750))
+    assert not adaptation._keeps_base(_judged(0.900, 0.800, typed=True))

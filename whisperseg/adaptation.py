@@ -310,19 +310,19 @@ def _keeps_base(validation: Validation) -> bool:
     rounding on two threads), against the base's 0.800, and that copy then beat the base
     by 0.19-0.22 on the recordings' unlabelled audio (bench/corpus_story.py).
     """
-    return (
-        validation.verdict == "not better"
-        and not validation.typed
-        and validation.base_segment_f1 >= validation.finetuned_segment_f1 + MARGIN_F1
-    )
+    return _base_lead(validation) >= MARGIN_F1
 
 
 def _base_ahead_within_noise(validation: Validation) -> bool:
-    return (
-        validation.verdict == "not better"
-        and not validation.typed
-        and validation.base_segment_f1 > validation.finetuned_segment_f1
-    )
+    return 0.0 < _base_lead(validation) < MARGIN_F1
+
+
+def _base_lead(validation: Validation) -> float:
+    """How much better the base found the held-back calls, where that could keep it: a
+    "not better" verdict on labels without call types (0 otherwise)."""
+    if validation.verdict != "not better" or validation.typed:
+        return 0.0
+    return validation.base_segment_f1 - validation.finetuned_segment_f1
 
 
 def _close_call(validation: Validation) -> str:

@@ -16,8 +16,11 @@ The evidence for one segment, measured while segmenting at little extra cost:
 A small logistic model turns them into a probability. Its coefficients are fitted once
 by ``bench/confidence.py`` on held-out human labels (never on what the model trained
 on) and shipped in ``confidence.json`` next to this file; a model folder's own
-``confidence.json`` (same layout) overrides it. The energy baseline's segments get the
-same treatment with ``snr`` and ``duration`` only.
+``confidence.json`` (same layout) overrides it. A finetuning job writes one: the shipped
+model's logit refitted (:func:`recalibrated`) on the segments its finetuned copy found in
+the labels it held back, because a model that learned a new species from seconds of
+labels is not as often right as the shipped one on the species it knew. The energy
+baseline's segments get the same treatment with ``snr`` and ``duration`` only.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from functools import cache
 from pathlib import Path
 
 import numpy as np
+from scipy.optimize import minimize
 
 from whisperseg.energy import EnergyParams, band_energy_db
 from whisperseg.segment import Segment
@@ -43,6 +47,12 @@ FEATURES = {
     ENERGY: ("snr", "duration"),
 }
 QUIET_PERCENTILE = 20.0  # the recording's quiet parts: this percentile of its band level
+# How far a job's held-back segments may move a calibration (``recalibrated``): priors on
+# the shift and spread of its logit, so a handful of segments moves it a little and a few
+# dozen mostly decide; the spread never falls below MIN_SPREAD, which keeps the order.
+SHIFT_PRIOR_SD = 2.0
+SPREAD_PRIOR_SD = 0.5
+MIN_SPREAD = 0.25
 
 
 @dataclass(frozen=True)
@@ -74,16 +84,70 @@ class Calibration:
             "intercept": self.intercept,
         }
 
-    def probability(self, evidence: Mapping[str, np.ndarray]) -> np.ndarray:
+    def logit(self, evidence: Mapping[str, np.ndarray]) -> np.ndarray:
         x = np.stack([np.asarray(evidence[name], dtype=np.float64) for name in self.features], 1)
-        z = self.intercept + ((x - self.mean) / self.scale) @ np.asarray(self.coef)
-        return 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
+        return self.intercept + ((x - self.mean) / self.scale) @ np.asarray(self.coef)
+
+    def probability(self, evidence: Mapping[str, np.ndarray]) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-np.clip(self.logit(evidence), -30, 30)))
 
 
 def load_calibrations(path: Path | str) -> dict[str, Calibration]:
     """The calibrations of a confidence.json, by name."""
     data = json.loads(Path(path).read_text())
     return {name: Calibration.from_dict(values) for name, values in data["calibrations"].items()}
+
+
+def save_calibrations(
+    path: Path | str, calibrations: Mapping[str, Calibration], about: str
+) -> None:
+    """Write ``calibrations`` in the layout :func:`load_calibrations` reads."""
+    payload = {
+        "about": about,
+        "calibrations": {name: c.to_dict() for name, c in calibrations.items()},
+    }
+    Path(path).write_text(json.dumps(payload, indent=1) + "\n")
+
+
+def recalibrated(
+    calibration: Calibration, evidence: Mapping[str, np.ndarray], right: np.ndarray
+) -> Calibration:
+    """``calibration`` refitted on segments known to be right or wrong: its logit z becomes
+    ``m + a * (z - m) + b`` (m: the segments' mean z), with the most probable shift b and
+    spread a under Gaussian priors around (0, 1) of standard deviation SHIFT_PRIOR_SD and
+    SPREAD_PRIOR_SD.
+
+    Two numbers, not the features' weights, so a few dozen segments can be trusted with
+    them; the spread stays at least MIN_SPREAD, so the segments keep their order.
+    """
+    z = calibration.logit(evidence)
+    y = np.asarray(right, dtype=np.float64)
+    if not len(z):
+        return calibration
+    m = float(z.mean())
+    centred = z - m
+
+    def cost(params: np.ndarray) -> tuple[float, np.ndarray]:
+        a, b = params
+        u = m + a * centred + b
+        p = 1.0 / (1.0 + np.exp(-np.clip(u, -30, 30)))
+        nll = np.sum(np.logaddexp(0.0, u) - y * u)
+        prior = (a - 1.0) ** 2 / (2 * SPREAD_PRIOR_SD**2) + b**2 / (2 * SHIFT_PRIOR_SD**2)
+        gradient = np.array(
+            [
+                np.sum((p - y) * centred) + (a - 1.0) / SPREAD_PRIOR_SD**2,
+                np.sum(p - y) + b / SHIFT_PRIOR_SD**2,
+            ]
+        )
+        return float(nll + prior), gradient
+
+    start = np.array([1.0, 0.0])
+    a, b = minimize(cost, start, jac=True, bounds=[(MIN_SPREAD, None), (None, None)]).x
+    return replace(
+        calibration,
+        coef=tuple(float(a * c) for c in calibration.coef),
+        intercept=float(a * calibration.intercept + (1.0 - a) * m + b),
+    )
 
 
 @cache

@@ -21,7 +21,13 @@ from torch import nn
 from transformers import WhisperForConditionalGeneration
 
 from whisperseg import ct2, published_ct2
-from whisperseg.confidence import Calibration, calibrations_for
+from whisperseg.confidence import (
+    CALIBRATION_FILE,
+    Calibration,
+    calibrations_for,
+    default_calibrations,
+    save_calibrations,
+)
 from whisperseg.ct2 import Ct2Decoder
 from whisperseg.folder_swap import replace_folder
 from whisperseg.target_text import TokenSegment, format_target_text, parse_tokens, time_token
@@ -172,9 +178,10 @@ class WhisperSegModel:
         """Write the published layout (safetensors in ``dtype``), config extras included.
 
         Weights over MAX_SHARD_SIZE are split into shards with an index (transformers'
-        layout), so a shipped model's files stay under git hosts' size limits. The folder
-        appears whole or not at all: files go to a hidden sibling that is renamed into
-        place, so a crash never leaves a half-written model behind.
+        layout), so a shipped model's files stay under git hosts' size limits. Calibrations
+        of its confidence other than the shipped ones go to the folder's ``confidence.json``.
+        The folder appears whole or not at all: files go to a hidden sibling that is renamed
+        into place, so a crash never leaves a half-written model behind.
         """
         if is_quantized(self.network):
             raise ValueError("a quantized model cannot be saved: load it with quantize=False")
@@ -191,6 +198,9 @@ class WhisperSegModel:
             self.tokenizer.hf.save_pretrained(str(staging))
         finally:
             self.network.to(original)
+        if self.calibrations != default_calibrations():
+            about = "this model's calibrations of whisperseg/confidence.py (see its README.md)"
+            save_calibrations(staging / CALIBRATION_FILE, self.calibrations, about)
         replace_folder(staging, folder)
 
     def cluster_id(self, name: str) -> int:

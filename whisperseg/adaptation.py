@@ -10,10 +10,9 @@ call types, the base model is kept instead: a job never presents a worse model a
 with too few held-back labels to judge, a base that already finds all the labels is kept
 too. Both trainings draw half their crops from scenes composed of the labelled areas
 (``whisperseg.scenes``), so a few labelled calls teach whole windows of their recording.
-The finetuned model's ``confidence`` is recalibrated on the segments its copy found in
-the held-back labels (``whisperseg.confidence.recalibrated``): the shipped calibration
-knows how often the shipped model is right on species it learned, not how often a model
-taught by a few labels is. Progress covers both trainings and the scoring, so an ETA
+The finetuned model's ``confidence`` is lowered where the segments its copy found in the
+held-back labels are right less often than the base's calibration says
+(``whisperseg.confidence.recalibrated``). Progress covers both trainings and the scoring, so an ETA
 computed from it is honest.
 """
 

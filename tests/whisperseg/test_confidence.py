@@ -145,10 +145,10 @@ def _held_back(n: int, right_share: float, seed: int = 0) -> tuple[dict, np.ndar
     return evidence, np.arange(n) < round(right_share * n)
 
 
-def test_held_back_segments_pull_confidence_to_how_often_a_finetuned_model_is_right() -> None:
+def test_held_back_segments_lower_confidence_to_how_often_a_finetuned_model_is_right() -> None:
     """Loud segments the shipped calibration trusts, but only a third of them were right
     on the held-back labels: the job's calibration says so, more firmly the more segments
-    it saw, and keeps the segments' order."""
+    it saw, and keeps the segments' order; all of them right never raises it."""
     shipped = calibrations_for(None)[confidence.SCORED]
     evidence, right = _held_back(30, 1 / 3)
     before = shipped.probability(evidence)
@@ -159,8 +159,7 @@ def test_held_back_segments_pull_confidence_to_how_often_a_finetuned_model_is_ri
     few, few_right = _held_back(3, 1 / 3)
     from_few = confidence.recalibrated(shipped, few, few_right).probability(evidence)
     assert after.mean() < from_few.mean() < before.mean()
-    all_right = confidence.recalibrated(shipped, evidence, np.ones(30, bool))
-    assert all_right.probability(evidence).mean() >= before.mean()
+    assert confidence.recalibrated(shipped, evidence, np.ones(30, bool)) == shipped
     assert confidence.recalibrated(shipped, _held_back(0, 0)[0], np.zeros(0, bool)) == shipped
 
 

@@ -330,8 +330,7 @@ class LabelReply(Reply):
         ge=0,
         le=1,
         description="Extension: the predicted chance that this segment is right (a calibrated "
-        "probability, see README 'Confidence'; a finetuned model's is calibrated on the labels "
-        "its job held back); 1.0 for a person's label",
+        "probability, see README 'Confidence'); 1.0 for a person's label",
     )
 
 

@@ -23,7 +23,6 @@ the same for the energy baseline's segments. Goal (issue 21): AUC >= 0.80 and pr
 from __future__ import annotations
 
 import argparse
-import json
 import pickle
 import sys
 import time
@@ -292,17 +291,17 @@ def main() -> None:
     unscored = report("WhisperSeg, no decoder scores", groups, confidence.UNSCORED, "vote")
     energy_fit = report("energy-threshold (old: 1.0)", energy, confidence.ENERGY, None)
     if args.write:
-        document = {
-            "about": "Logistic calibrations of whisperseg/confidence.py, fitted by "
+        about = (
+            "Logistic calibrations of whisperseg/confidence.py, fitted by "
             f"bench/confidence.py on {', '.join(groups)} ({Path(args.model).name}), "
-            f"{time.strftime('%Y-%m-%d')}",
-            "calibrations": {
-                confidence.SCORED: scored.to_dict(),
-                confidence.UNSCORED: unscored.to_dict(),
-                confidence.ENERGY: energy_fit.to_dict(),
-            },
+            f"{time.strftime('%Y-%m-%d')}"
+        )
+        fitted = {
+            confidence.SCORED: scored,
+            confidence.UNSCORED: unscored,
+            confidence.ENERGY: energy_fit,
         }
-        confidence.DEFAULT_CALIBRATION.write_text(json.dumps(document, indent=1) + "\n")
+        confidence.save_calibrations(confidence.DEFAULT_CALIBRATION, fitted, about)
         print(f"\nwritten: {confidence.DEFAULT_CALIBRATION}")
 
 

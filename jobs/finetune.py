@@ -169,14 +169,6 @@ def model_card(job: JobRecord, result: AdaptationResult) -> str:
         if v.kept == "base"
         else (v.note + "." if v.note else "")
     )
-    segments, right = result.calibrated_on
-    calibration = (
-        f"Each segment's `confidence` is calibrated on the {segments} segments that copy "
-        f"found in the held-back audio, {right} of them right (`confidence.json`)."
-        if segments
-        else "That copy found nothing in the held-back audio: `confidence` keeps the "
-        "calibration of the base model."
-    )
     settings = (
         ["```json", json.dumps(result.segmentation, indent=2), "```"]
         if result.segmentation is not None
@@ -204,7 +196,6 @@ def model_card(job: JobRecord, result: AdaptationResult) -> str:
         "",
         f"Verdict: {verdict} {kept}".rstrip(),
         "",
-        *([calibration, ""] if result.segmentation is not None else []),
         "## Segmentation settings",
         "",
         *settings,

@@ -10,10 +10,7 @@ call types, the base model is kept instead: a job never presents a worse model a
 with too few held-back labels to judge, a base that already finds all the labels is kept
 too. Both trainings draw half their crops from scenes composed of the labelled areas
 (``whisperseg.scenes``), so a few labelled calls teach whole windows of their recording.
-The finetuned model's ``confidence`` is lowered where the segments its copy found in the
-held-back labels are right less often than the base's calibration says
-(``whisperseg.confidence.recalibrated``). Progress covers both trainings and the scoring, so an ETA
-computed from it is honest.
+Progress covers both trainings and the scoring, so an ETA computed from it is honest.
 """
 
 from __future__ import annotations
@@ -26,16 +23,13 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
-
-from whisperseg import confidence
 from whisperseg.energy import EnergyParams, energy_segments
 from whisperseg.holdout import LabelStats, label_stats, split_examples
-from whisperseg.metrics import Counts, matched_predictions, segment_counts
+from whisperseg.metrics import Counts, segment_counts
 from whisperseg.model import WhisperSegModel
 from whisperseg.scenes import with_scenes
 from whisperseg.segment import Segment, split_cluster
-from whisperseg.segmentation import SegmentationConfig, segment_with_evidence
+from whisperseg.segmentation import SegmentationConfig, segment_recording
 from whisperseg.training import TrainingConfig, TrainingExample, TrainingProgress, finetune
 from whisperseg.view import View, as_viewed, choose_view, known_views
 
@@ -114,13 +108,11 @@ class Validation:
 @dataclass(frozen=True)
 class AdaptationResult:
     """``validation``: F1s on the held-back labels and the verdict; ``segmentation``: the
-    settings to save the finetuned model with (its first ``default_segmentation_config``);
-    ``calibrated_on``: (segments, right ones) its confidence was recalibrated on."""
+    settings to save the finetuned model with (its first ``default_segmentation_config``)."""
 
     validation: Validation
     segmentation: dict | None  # None when the base model was kept: it reads each recording
     losses: list[float] = field(default_factory=list)
-    calibrated_on: tuple[int, int] = (0, 0)
 
 
 def default_tolerance(median_duration: float) -> float:
@@ -186,29 +178,21 @@ def _windows(examples: Sequence[TrainingExample], config: SegmentationConfig, co
     return per_trial * max(1, config.num_trials)
 
 
-# Segments found in one example (confidence: their trial vote) and their evidence.
-Found = tuple[list[Segment], dict[str, np.ndarray]]
-
-
 def _segment_all(
     model: WhisperSegModel,
     examples: Sequence[TrainingExample],
     config: SegmentationConfig,
     work: _Work,
     units: float,
-) -> list[Found]:
+) -> list[list[Segment]]:
     """Each example segmented, reporting progress in proportion to its length."""
     total = sum(e.duration for e in examples) or 1.0
     return [
-        segment_with_evidence(
+        segment_recording(
             model, e.audio, e.sr, config, progress=work.part(units * e.duration / total)
         )
         for e in examples
     ]
-
-
-def _segments(found: Sequence[Found]) -> list[list[Segment]]:
-    return [segments for segments, _ in found]
 
 
 def _call_types(segments: Sequence[Segment]) -> list[Segment]:
@@ -261,13 +245,16 @@ def _plan(
 
 def _validate(
     base_found: list[list[Segment]],
-    tuned_found: list[list[Segment]],
+    trained: WhisperSegModel,
     held: Sequence[TrainingExample],
     plan: _Plan,
+    work: _Work,
+    units: float,
 ) -> Validation:
-    """Segment F1 of the base, the finetuned model (their segments ``base_found`` and
-    ``tuned_found``) and the energy baseline on ``held``."""
+    """Segment F1 of the base (its segments ``base_found``), the finetuned model and the
+    energy baseline on ``held``."""
     seg, tol = plan.segmentation, plan.tolerance
+    tuned_found = _segment_all(trained, held, seg, work, units)
     energy = _energy(held, seg.min_frequency, plan.energy_cluster)
     base_f1, tuned_f1 = _f1(base_found, held, tol, False), _f1(tuned_found, held, tol, False)
     energy_f1 = _f1(energy, held, tol, False)
@@ -379,8 +366,7 @@ def adapt(
     share = config.scene_share
     losses = _train(trained, kept, plan.view, window, share, config.training, work, should_stop)
     base_held = _segment_all(base, held, plan.segmentation, work, scoring)
-    tuned_held = _segment_all(trained, held, plan.segmentation, work, scoring)
-    validation = _validate(_segments(base_held), _segments(tuned_held), held, plan)
+    validation = _validate(base_held, trained, held, plan, work, scoring)
     note = None
     if _keeps_base(validation):
         note = "the base model found the held-back calls better: it is kept unchanged"
@@ -388,7 +374,7 @@ def adapt(
         validation = replace(validation, note=_close_call(validation))
     elif check_base:  # every label: the held-back ones are segmented already
         base_kept = _segment_all(base, kept, plan.segmentation, work, checking)
-        known = _f1(_segments(base_kept + base_held), [*kept, *held], plan.tolerance, False)
+        known = _f1(base_kept + base_held, [*kept, *held], plan.tolerance, False)
         if known >= BASE_KNOWS_F1:
             note = (
                 f"{validation.note}; the base model already finds your labels (segment F1 "
@@ -406,38 +392,9 @@ def adapt(
     )
     if config.final_steps:
         losses += _train(trained, examples, plan.view, window, share, final, work, should_stop)
-    right = _rightness(tuned_held, held, plan.tolerance)
-    trained.calibrations = _recalibrated(trained.calibrations, tuned_held, right)
     settings = asdict(plan.segmentation)
     settings = {k: v for k, v in settings.items() if v is not None and k != "batch_size"}
-    calibrated_on = (len(right), int(right.sum()))
-    return trained, AdaptationResult(validation, settings, losses, calibrated_on)
-
-
-def _rightness(
-    found: Sequence[Found], held: Sequence[TrainingExample], tolerance: float
-) -> np.ndarray:
-    """Whether each segment found in the held-back examples matches a held-back label."""
-    return np.concatenate(
-        [np.zeros(0, dtype=bool)]
-        + [
-            matched_predictions(segments, example.segments, tolerance, match_cluster=False)
-            for (segments, _), example in zip(found, held, strict=True)
-        ]
-    )
-
-
-def _recalibrated(
-    calibrations: dict[str, confidence.Calibration], found: Sequence[Found], right: np.ndarray
-) -> dict[str, confidence.Calibration]:
-    """The calibrations of both decoders refitted on the held-back segments ``found``."""
-    names = (confidence.SCORED, confidence.UNSCORED)
-    evidence = {
-        key: np.concatenate([np.zeros(0)] + [e[key] for _, e in found])
-        for key in confidence.FEATURES[confidence.SCORED]
-    }
-    refit = {n: confidence.recalibrated(calibrations[n], evidence, right) for n in names}
-    return calibrations | refit
+    return trained, AdaptationResult(validation, settings, losses)
 
 
 def _train(

@@ -16,11 +16,8 @@ The evidence for one segment, measured while segmenting at little extra cost:
 A small logistic model turns them into a probability. Its coefficients are fitted once
 by ``bench/confidence.py`` on held-out human labels (never on what the model trained
 on) and shipped in ``confidence.json`` next to this file; a model folder's own
-``confidence.json`` (same layout) overrides it. A finetuning job writes one: the base
-model's calibration lowered (:func:`recalibrated`) where the segments its finetuned copy
-found in the labels it held back are right less often than it says, because a model that
-learned a new species from seconds of labels can be right less often than the shipped one
-is on the species it knew. The energy
+``confidence.json`` (same layout) overrides it, and a model saves its own where they
+differ from the shipped ones (a finetuned copy keeps its base's). The energy
 baseline's segments get the same treatment with ``snr`` and ``duration`` only.
 """
 
@@ -33,7 +30,6 @@ from functools import cache
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import minimize
 
 from whisperseg.energy import EnergyParams, band_energy_db
 from whisperseg.segment import Segment
@@ -48,10 +44,6 @@ FEATURES = {
     ENERGY: ("snr", "duration"),
 }
 QUIET_PERCENTILE = 20.0  # the recording's quiet parts: this percentile of its band level
-# How far a job's held-back segments may lower a calibration (``recalibrated``): the
-# standard deviation of a Gaussian prior on the shift of its logit, so a handful of
-# segments moves it a little and a few dozen mostly decide.
-SHIFT_PRIOR_SD = 2.0
 
 
 @dataclass(frozen=True)
@@ -83,12 +75,10 @@ class Calibration:
             "intercept": self.intercept,
         }
 
-    def logit(self, evidence: Mapping[str, np.ndarray]) -> np.ndarray:
-        x = np.stack([np.asarray(evidence[name], dtype=np.float64) for name in self.features], 1)
-        return self.intercept + ((x - self.mean) / self.scale) @ np.asarray(self.coef)
-
     def probability(self, evidence: Mapping[str, np.ndarray]) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-np.clip(self.logit(evidence), -30, 30)))
+        x = np.stack([np.asarray(evidence[name], dtype=np.float64) for name in self.features], 1)
+        z = self.intercept + ((x - self.mean) / self.scale) @ np.asarray(self.coef)
+        return 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
 
 
 def load_calibrations(path: Path | str) -> dict[str, Calibration]:
@@ -106,35 +96,6 @@ def save_calibrations(
         "calibrations": {name: c.to_dict() for name, c in calibrations.items()},
     }
     Path(path).write_text(json.dumps(payload, indent=1) + "\n")
-
-
-def recalibrated(
-    calibration: Calibration, evidence: Mapping[str, np.ndarray], right: np.ndarray
-) -> Calibration:
-    """``calibration`` with its logit lowered by the most probable shift (a Gaussian prior
-    around 0 of standard deviation SHIFT_PRIOR_SD) on segments known to be right or wrong.
-
-    Only lowered: a job's held-back labels come from the recordings the person labelled,
-    where a finetuned model is at its best, so they can show that it is right less often
-    than the calibration says, not that it is right more often elsewhere (mouse, ten held-
-    back calls all found: a raised calibration gave a mean confidence of 0.95 on the other
-    recordings, where 0.66 of the segments were right; bench/corpus_story.py). One number,
-    so a few segments can be trusted with it, and the segments keep their order.
-    """
-    z = calibration.logit(evidence)
-    y = np.asarray(right, dtype=np.float64)
-    if not len(z):
-        return calibration
-
-    def cost(shift: np.ndarray) -> tuple[float, np.ndarray]:
-        u = z + shift[0]
-        p = 1.0 / (1.0 + np.exp(-np.clip(u, -30, 30)))
-        nll = np.sum(np.logaddexp(0.0, u) - y * u)
-        prior = shift[0] ** 2 / (2 * SHIFT_PRIOR_SD**2)
-        return float(nll + prior), np.array([np.sum(p - y) + shift[0] / SHIFT_PRIOR_SD**2])
-
-    shift = minimize(cost, np.zeros(1), jac=True, bounds=[(None, 0.0)]).x[0]
-    return replace(calibration, intercept=float(calibration.intercept + shift))
 
 
 @cache

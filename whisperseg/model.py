@@ -199,7 +199,7 @@ class WhisperSegModel:
         finally:
             self.network.to(original)
         if self.calibrations != default_calibrations():
-            about = "this model's calibrations of whisperseg/confidence.py (see its README.md)"
+            about = "this model's own calibrations of whisperseg/confidence.py"
             save_calibrations(staging / CALIBRATION_FILE, self.calibrations, about)
         replace_folder(staging, folder)
 

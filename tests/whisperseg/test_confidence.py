@@ -133,8 +133,8 @@ def test_confidence_predicts_right_segments_on_both_decoders(
 
 
 def test_a_model_saves_its_own_calibration_and_loads_it_back(tmp_path: Path) -> None:
-    """A base with a calibration of its own passes it on to the copies saved from it (a
-    finetuned model); one with the shipped calibrations writes no file."""
+    """A model with a calibration of its own (as a copy finetuned from such a base has)
+    saves it with its weights; one with the shipped calibrations writes no file."""
     model = random_tiny(d_model=32)
     model.save(tmp_path / "plain")
     assert not (tmp_path / "plain" / confidence.CALIBRATION_FILE).exists()

@@ -220,15 +220,18 @@ def scores(
 
 
 class ConfidenceTally:
-    """Each predicted segment's confidence and whether it matched a true one, pooled."""
+    """Each predicted segment's confidence and whether it matched a true one at the story's
+    tolerance, pooled."""
 
-    def __init__(self) -> None:
+    def __init__(self, story: Story) -> None:
+        self.story = story
         self.confidence: list[float] = []
         self.right: list[bool] = []
 
-    def add(self, found: Sequence[Segment], truth: Sequence[Segment], story: Story) -> None:
+    def add(self, found: Sequence[Segment], truth: Sequence[Segment]) -> None:
         self.confidence.extend(s.confidence for s in found)
-        self.right.extend(matched_predictions(found, truth, story.tolerance, story.typed))
+        tolerance, typed = self.story.tolerance, self.story.typed
+        self.right.extend(matched_predictions(found, truth, tolerance, typed))
 
     def summary(self) -> str:
         """AUC of confidence for a right segment, precision at >= 0.9 and of all segments
@@ -287,10 +290,10 @@ def _line(label: str, story: Story, areas: Areas, rows: dict[str, list], extra: 
     calls = sum(len(e.segments) for e in examples_for(story, areas))
     figures = {name: scores(story, found, areas) for name, found in rows.items()}
     cells = "; ".join(f"{name} {a:.3f} / {b:.3f}" for name, (a, b) in figures.items())
-    tally = ConfidenceTally()
+    tally = ConfidenceTally(story)
     for index, (r, found) in enumerate(zip(story.recordings, rows["finetuned"], strict=True)):
         inside = areas.get(index, [])
-        tally.add(_outside(found, inside), _outside(r.truth, inside), story)
+        tally.add(_outside(found, inside), _outside(r.truth, inside))
     return (
         f"  {label}: {labelled:.1f} s, {calls} calls, {len(areas)} of "
         f"{len(story.recordings)} recordings labelled; F1 all unlabelled / recordings "
@@ -334,7 +337,7 @@ def few_shot(
     if self_train is not None:
         pooled["self-trained"] = Counts()
     energy = EnergySegmenter(story.min_frequency or None)
-    tally = ConfidenceTally()
+    tally = ConfidenceTally(story)
     for r in story.recordings:
         calls = sorted(r.truth, key=lambda s: s.onset)
         if len(calls) <= FEW_SHOT_CALLS:
@@ -360,7 +363,7 @@ def few_shot(
         }
         for k, c in counts.items():
             pooled[k] += c
-        tally.add(found["finetuned"], truth, story)
+        tally.add(found["finetuned"], truth)
         print(
             f"  few-shot {r.name}: rest {len(truth)} calls; "
             + ", ".join(f"{k} {c.f1:.3f}" for k, c in counts.items())
